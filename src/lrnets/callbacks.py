@@ -1,0 +1,70 @@
+"""Lightning callbacks that log what belongs to the discrete layers (Appendix B, Fig. 3)."""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchvision.utils import make_grid
+
+from lrnets.evaluation import EvalData, discrete_layers, select_discrete_network
+from lrnets.layers import LRConv2d
+
+
+class DistributionMonitor(pl.Callback):
+    """Per-layer mean entropy every epoch; histograms of P(w=0) and P(w=1|w!=0) and the first
+    layer's kernels (most probable weights: black -1, gray 0, white +1) in TensorBoard."""
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        layers = discrete_layers(module.model)
+        with torch.no_grad():
+            for name, layer in layers.items():
+                module.log(f"entropy/{name}", layer.distribution.entropy().mean(), sync_dist=True)
+        experiment = getattr(trainer.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_histogram") or not trainer.is_global_zero:
+            return
+        step = trainer.current_epoch
+        with torch.no_grad():
+            for name, layer in layers.items():
+                for key, p in layer.distribution.bernoulli_probabilities().items():
+                    experiment.add_histogram(f"{key}/{name}", p, step)
+            kernels = first_layer_kernels(module.model)
+            if kernels is not None:
+                experiment.add_image("first_layer_kernels", kernels, step)
+
+
+def first_layer_kernels(model: nn.Module, count: int = 25) -> torch.Tensor | None:
+    """The first ``count`` kernels (first input channel) of the first convolution as a grid in
+    [0, 1]: most probable weights of a discrete layer (Fig. 3), scaled real weights otherwise;
+    None for a network without convolutions."""
+    first = next((m for m in model.modules() if isinstance(m, (LRConv2d, nn.Conv2d))), None)
+    if first is None:
+        return None
+    weight = first.distribution.mode() if isinstance(first, LRConv2d) else first.weight
+    kernels = weight.detach()[:count, :1].float()
+    kernels = kernels / kernels.abs().amax().clamp_min(1e-12)
+    return make_grid(0.5 + 0.5 * kernels, nrow=5, padding=1, pad_value=0.5)
+
+
+class SampledEvaluation(pl.Callback):
+    """Every ``every_n_epochs`` epochs, score sampled and mode networks on validation and log
+    the best and the mean accuracy (``val/acc_sampled_best``, ``val/acc_sampled_mean``)."""
+
+    def __init__(self, every_n_epochs: int, num_samples: int, seed: int, recalibrate_bn: bool,
+                 recalibration_batches: int):
+        self.every_n_epochs = every_n_epochs
+        self.kwargs = dict(num_samples=num_samples, seed=seed, recalibrate_bn=recalibrate_bn,
+                           recalibration_batches=recalibration_batches)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if trainer.sanity_checking or epoch % self.every_n_epochs:
+            return
+        dm = trainer.datamodule
+        data = EvalData(dm.batch_transform, dm.val_dataloader(),
+                        calibration=dm.calibration_dataloader(),
+                        reduce=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
+        summary = select_discrete_network(module.model, data, **self.kwargs).summary()
+        key = "val_acc_recalibrated" if self.kwargs["recalibrate_bn"] else "val_acc"
+        module.log("val/acc_sampled_best", summary["chosen"]["val_acc"])
+        module.log("val/acc_sampled_mean", summary[f"samples_{key}_mean"] or summary[f"mode_{key}"])
+        module.log("val/acc_mode", summary[f"mode_{key}"])

@@ -1,0 +1,40 @@
+"""Checks of config values that would otherwise fail late or silently (one paragraph each)."""
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from lrnets.errors import ConfigError
+
+
+def _require(ok: bool, option: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{option}={value!r} is not allowed: {allowed}.")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` for the first value outside its allowed range."""
+    train, init, mode, ev = cfg.train, cfg.init, cfg.mode, cfg.eval
+    _require(train.epochs >= 0, "train.epochs", train.epochs, "use a number of epochs >= 0")
+    _require(train.batch_size >= 1, "train.batch_size", train.batch_size, "use a batch size >= 1")
+    _require(train.lr > 0, "train.lr", train.lr, "the learning rate must be positive")
+    _require(0 < train.lr_gamma <= 1, "train.lr_gamma", train.lr_gamma, "use a factor in (0, 1]")
+    _require(all(m >= 0 for m in train.lr_milestones), "train.lr_milestones",
+             list(train.lr_milestones), "milestones are epochs >= 0")
+    _require(0 <= train.dropout < 1, "train.dropout", train.dropout, "use a drop rate in [0, 1)")
+    _require(train.weight_decay >= 0, "train.weight_decay", train.weight_decay, "use a value >= 0")
+    _require(mode.probability_decay >= 0, "mode.probability_decay", mode.probability_decay,
+             "use a value >= 0")
+    _require(mode.beta >= 0, "mode.beta", mode.beta, "use a value >= 0")
+    _require(mode.first_layer in ("discrete", "full_precision"), "mode.first_layer",
+             mode.first_layer, "choose 'discrete' or 'full_precision'")
+    _require(mode.weight_decay_scope in ("last", "all"), "mode.weight_decay_scope",
+             mode.weight_decay_scope, "choose 'last' (the softmax layer only) or 'all'")
+    _require(0 < init.p_min < 1, "init.p_min", init.p_min, "a probability strictly between 0 and 1")
+    _require(0 < init.p_max < 1, "init.p_max", init.p_max, "a probability strictly between 0 and 1")
+    _require(init.p_min < init.p_max, "init.p_min", init.p_min,
+             f"it must be smaller than init.p_max={init.p_max}")
+    _require(ev.num_samples >= 1, "eval.num_samples", ev.num_samples, "sample at least 1 network")
+    _require(ev.every_n_epochs >= 0, "eval.every_n_epochs", ev.every_n_epochs,
+             "use 0 (only after training) or a positive number of epochs")
+    _require(ev.recalibration_batches >= 1, "eval.recalibration_batches",
+             ev.recalibration_batches, "use at least 1 batch")

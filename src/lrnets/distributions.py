@@ -1,0 +1,160 @@
+"""Distributions over discrete weight values, one small module per weight tensor.
+
+Each distribution owns the unconstrained parameters of one layer's weights and knows the
+quantities LR-nets need (Shayer et al. 2018, sec. 3-4): the probabilities of every value, the
+mean and variance used by the local reparameterization forward pass (Algorithm 1), the entropy
+(Appendix B), a sample and the most probable weights (sec. 4.4), the initialisation from
+pretrained full-precision weights (eq. 6-8) and the two regularisers (sec. 4.2, 4.3).
+
+Adding a weight set means adding one subclass here; layers take the class, not a mode string.
+"""
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+
+class WeightDistribution(nn.Module, metaclass=ABCMeta):
+    """Independent distribution over ``values`` for every entry of a weight tensor.
+
+    Subclasses define ``probs`` (shape ``(*shape, K)``, one probability per value) and
+    ``init_from_weights``; mean, variance, entropy, sampling and the mode follow from them.
+    Subclasses may override ``mean`` / ``variance`` with cheaper closed forms.
+    """
+
+    def __init__(self, shape: tuple[int, ...], values: tuple[float, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.register_buffer("values", torch.tensor(values, dtype=torch.float32), persistent=False)
+
+    @abstractmethod
+    def probs(self) -> Tensor:
+        """P(w = d_k) for every entry, shape ``(*shape, K)``."""
+
+    @abstractmethod
+    def logits(self) -> list[Tensor]:
+        """The unconstrained parameters the regularisers act on."""
+
+    @abstractmethod
+    def bernoulli_probabilities(self) -> dict[str, Tensor]:
+        """The named probabilities behind ``probs`` (logged as histograms, Appendix B)."""
+
+    @abstractmethod
+    def init_from_weights(self, weight: Tensor, p_min: float, p_max: float) -> None:
+        """Set the distribution from a full-precision weight normalised to roughly [-1, 1]."""
+
+    def mean(self) -> Tensor:
+        """E[w] = sum_k P(w = d_k) d_k."""
+        return self.probs() @ self.values
+
+    def variance(self) -> Tensor:
+        """Var[w] = E[w^2] - E[w]^2."""
+        return self.probs() @ self.values.square() - self.mean().square()
+
+    def entropy(self) -> Tensor:
+        """Per-weight entropy in nats (Appendix B tracks its layer average)."""
+        p = self.probs()
+        return -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        """Draw discrete weights independently from the distribution (sec. 4.4)."""
+        cdf = self.probs().cumsum(-1)
+        u = torch.rand(self.shape + (1,), generator=generator, device=cdf.device)
+        index = (u > cdf[..., :-1]).sum(-1)
+        return self.values[index]
+
+    def mode(self) -> Tensor:
+        """The most probable weight of every entry."""
+        return self.values[self.probs().argmax(-1)]
+
+    def index_of(self, weight: Tensor) -> Tensor:
+        """Position of each discrete weight in ``values`` (for integer checkpoints)."""
+        return (weight.unsqueeze(-1) == self.values).float().argmax(-1)
+
+    def random_init(self, p_min: float, p_max: float) -> None:
+        """Initialise from a random Gaussian weight of unit standard deviation (eq. 6-8)."""
+        self.init_from_weights(torch.randn(self.shape), p_min, p_max)
+
+    def logit_l2(self) -> Tensor:
+        """Probability decay (sec. 4.2): sum of squared logits / 2, as the reference code adds."""
+        return sum(logit.square().sum() for logit in self.logits()) / 2
+
+    def beta_density(self) -> Tensor:
+        """Beta-density regulariser (sec. 4.3), alpha = beta = 2: sum of p (1 - p) over the
+        Bernoulli probabilities behind the distribution."""
+        return sum((p * (1 - p)).sum() for p in self.bernoulli_probabilities().values())
+
+
+def _logit(p: Tensor) -> Tensor:
+    return torch.log(p) - torch.log1p(-p)
+
+
+class BinaryWeights(WeightDistribution):
+    """w in {-1, +1} with P(w = +1) = sigmoid(b) (sec. 4: p(w = 0) fixed to 0)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__(shape, (-1.0, 1.0))
+        self.b = nn.Parameter(torch.zeros(shape))
+
+    def logits(self) -> list[Tensor]:
+        return [self.b]
+
+    def bernoulli_probabilities(self) -> dict[str, Tensor]:
+        return {"p_plus": torch.sigmoid(self.b)}
+
+    def probs(self) -> Tensor:
+        p_plus = torch.sigmoid(self.b)
+        return torch.stack([1 - p_plus, p_plus], -1)
+
+    def mean(self) -> Tensor:
+        return torch.tanh(self.b / 2)  # 2 sigmoid(b) - 1
+
+    def variance(self) -> Tensor:
+        return 1 - self.mean().square()
+
+    @torch.no_grad()
+    def init_from_weights(self, weight: Tensor, p_min: float, p_max: float) -> None:
+        """Binary case of eq. 8 with p(w = 0) = 0: P(+1) = (1 + w) / 2, clipped."""
+        p_plus = (0.5 * (1 + weight)).clamp(p_min, p_max)
+        self.b.copy_(_logit(p_plus))
+
+
+class TernaryWeights(WeightDistribution):
+    """w in {-1, 0, +1} with P(w = 0) = sigmoid(a), P(w = 1 | w != 0) = sigmoid(b) (sec. 4)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__(shape, (-1.0, 0.0, 1.0))
+        self.a = nn.Parameter(torch.zeros(shape))
+        self.b = nn.Parameter(torch.zeros(shape))
+
+    def logits(self) -> list[Tensor]:
+        return [self.a, self.b]
+
+    def bernoulli_probabilities(self) -> dict[str, Tensor]:
+        return {"p_zero": torch.sigmoid(self.a), "p_plus_given_nonzero": torch.sigmoid(self.b)}
+
+    def probs(self) -> Tensor:
+        p_zero = torch.sigmoid(self.a)
+        p_plus_given_nonzero = torch.sigmoid(self.b)
+        nonzero = 1 - p_zero
+        return torch.stack(
+            [nonzero * (1 - p_plus_given_nonzero), p_zero, nonzero * p_plus_given_nonzero], -1
+        )
+
+    def mean(self) -> Tensor:
+        """Eq. 7: E[w] = (2 P(w = 1 | w != 0) - 1)(1 - P(w = 0))."""
+        return torch.sigmoid(-self.a) * torch.tanh(self.b / 2)
+
+    def variance(self) -> Tensor:
+        """Var[w] = P(w != 0) - E[w]^2."""
+        return torch.sigmoid(-self.a) - self.mean().square()
+
+    @torch.no_grad()
+    def init_from_weights(self, weight: Tensor, p_min: float, p_max: float) -> None:
+        """Eq. 6 for P(w = 0) and eq. 8 for P(w = 1 | w != 0), both clipped to [p_min, p_max]."""
+        p_zero = (p_max - (p_max - p_min) * weight.abs()).clamp(p_min, p_max)
+        p_plus = (0.5 * (1 + weight / (1 - p_zero))).clamp(p_min, p_max)
+        self.a.copy_(_logit(p_zero))
+        self.b.copy_(_logit(p_plus))

@@ -1,0 +1,179 @@
+"""Evaluating discrete networks drawn from the trained distributions (sec. 4.4).
+
+The trained distributions are sampled ``num_samples`` times, plus the most probable (mode)
+weights; each candidate is scored on the validation split held out from the training set, the
+best one is kept and its test accuracy is reported. Optionally the batch-norm statistics are
+re-estimated on each sampled network (the reference code keeps the statistics collected on
+the stochastic pre-activations); both figures are reported then.
+
+Candidates are set in place on the one model (no rebuilds), and every sample is drawn from a
+generator seeded by (seed, index), so the same candidates come out on every process.
+"""
+from __future__ import annotations
+
+import statistics
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from lrnets.layers import LRLayer
+
+Reduce = Callable[[Tensor], Tensor]
+
+
+def discrete_layers(model: nn.Module) -> dict[str, LRLayer]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, LRLayer)}
+
+
+def draw_weights(model: nn.Module, sample_seed: int | None) -> dict[str, Tensor]:
+    """Discrete weights of every LR layer: the mode when ``sample_seed`` is None, else a sample."""
+    layers = discrete_layers(model)
+    if sample_seed is None:
+        return {name: layer.distribution.mode() for name, layer in layers.items()}
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(sample_seed)
+    return {name: layer.distribution.sample(generator) for name, layer in layers.items()}
+
+
+@contextmanager
+def fixed_weights(model: nn.Module, weights: dict[str, Tensor]) -> Iterator[None]:
+    """Run ``model`` as an ordinary network with the given discrete weights."""
+    layers = discrete_layers(model)
+    for name, weight in weights.items():
+        layers[name].fixed_weight = weight
+    try:
+        yield
+    finally:
+        for layer in layers.values():
+            layer.fixed_weight = None
+
+
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def batch_norm_state(model: nn.Module) -> dict[str, Tensor]:
+    """Copies of every batch-norm running statistic, keyed as in the model's state dict."""
+    names = {id(m): n for n, m in model.named_modules()}
+    return {
+        f"{names[id(bn)]}.{key}": buf.detach().clone()
+        for bn in batch_norms(model)
+        for key, buf in bn.named_buffers(recurse=False)
+    }
+
+
+@contextmanager
+def preserved_batch_norm(model: nn.Module) -> Iterator[None]:
+    saved = batch_norm_state(model)
+    momenta = [bn.momentum for bn in batch_norms(model)]
+    try:
+        yield
+    finally:
+        model.load_state_dict(saved, strict=False)
+        for bn, momentum in zip(batch_norms(model), momenta):
+            bn.momentum = momentum
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, loader: Iterable, transform: nn.Module,
+                           num_batches: int) -> None:
+    """Re-estimate batch-norm statistics as exact averages over ``num_batches`` batches."""
+    device = next(model.parameters()).device
+    model.eval()
+    for bn in batch_norms(model):
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average
+        bn.train()
+    for i, (x, _) in enumerate(loader):
+        if i == num_batches:
+            break
+        model(transform(x.to(device), train=False))
+    model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader: Iterable, transform: nn.Module,
+             reduce: Reduce | None = None) -> float:
+    """Top-1 accuracy of ``model`` in eval mode; ``reduce`` sums counts over processes."""
+    device = next(model.parameters()).device
+    model.eval()
+    counts = torch.zeros(2, device=device)
+    for x, y in loader:
+        y = y.to(device)
+        logits = model(transform(x.to(device), train=False))
+        counts += torch.stack([(logits.argmax(-1) == y).sum(), torch.tensor(len(y), device=device)])
+    if reduce is not None:
+        counts = reduce(counts)
+    return (counts[0] / counts[1].clamp_min(1)).item()
+
+
+@dataclass
+class EvalData:
+    """What scoring candidates needs: the loaders and the batch transform."""
+
+    transform: nn.Module
+    val: Iterable
+    test: Iterable | None = None
+    calibration: Iterable | None = None
+    reduce: Reduce | None = None
+
+
+@dataclass
+class Selection:
+    """Scores of every candidate and the chosen network (weights and batch-norm state)."""
+
+    candidates: list[dict] = field(default_factory=list)
+    chosen: dict = field(default_factory=dict)
+    weights: dict[str, Tensor] = field(default_factory=dict)
+    batch_norm: dict[str, Tensor] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """Machine-readable scores: chosen, mode and mean / std over the sampled networks."""
+        out = {"chosen": self.chosen, "candidates": self.candidates}
+        samples = [c for c in self.candidates if c["name"] != "mode"]
+        mode = next(c for c in self.candidates if c["name"] == "mode")
+        for key in [k for k in mode if k != "name"]:
+            values = [c[key] for c in samples]
+            out[f"mode_{key}"] = mode[key]
+            out[f"samples_{key}_mean"] = statistics.fmean(values) if values else None
+            out[f"samples_{key}_std"] = statistics.pstdev(values) if values else None
+        return out
+
+
+def select_discrete_network(model: nn.Module, data: EvalData, num_samples: int, seed: int,
+                            recalibrate_bn: bool = False, recalibration_batches: int = 20) -> Selection:
+    """Score the mode and ``num_samples`` sampled networks; keep the best on validation.
+
+    With ``recalibrate_bn`` each candidate is scored twice, with the running statistics of
+    training and with statistics re-estimated on the candidate; the choice uses the latter.
+    """
+    selection = Selection()
+    best = -1.0
+    sample_seeds = [None] + [seed * 1000 + i for i in range(num_samples)]
+    for sample_seed in sample_seeds:
+        weights = draw_weights(model, sample_seed)
+        scores = {"name": "mode" if sample_seed is None else f"sample_{sample_seed % 1000}"}
+        with fixed_weights(model, weights), preserved_batch_norm(model):
+            variants = [("", False)] + ([("_recalibrated", True)] if recalibrate_bn else [])
+            for suffix, recalibrate in variants:
+                if recalibrate:
+                    recalibrate_batch_norm(model, data.calibration, data.transform, recalibration_batches)
+                scores["val_acc" + suffix] = accuracy(model, data.val, data.transform, data.reduce)
+                if data.test is not None:
+                    scores["test_acc" + suffix] = accuracy(model, data.test, data.transform, data.reduce)
+            key = "val_acc_recalibrated" if recalibrate_bn else "val_acc"
+            if scores[key] > best:
+                best = scores[key]
+                selection.chosen = {
+                    "name": scores["name"],
+                    "recalibrated_bn": recalibrate_bn,
+                    "val_acc": scores[key],
+                    "test_acc": scores.get(key.replace("val", "test")),
+                }
+                selection.weights = weights
+                selection.batch_norm = batch_norm_state(model)
+        selection.candidates.append(scores)
+    return selection

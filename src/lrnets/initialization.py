@@ -1,0 +1,87 @@
+"""Initialising discrete weight distributions from a full-precision network (sec. 4.1).
+
+Each discrete layer's pretrained weight tensor is divided by its standard deviation (so it
+lies mostly in [-1, 1]) and handed to the layer's distribution, which applies eq. 6-8 with
+p_min / p_max clipping. Batch-norm parameters and the last layer are not transferred; a
+full-precision layer kept in a discrete network (the first layer of binary ResNet-18) gets
+the pretrained weight as it is.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from lrnets.errors import ConfigError
+from lrnets.layers import LRLayer
+
+
+def load_network_state(path: str | Path) -> dict[str, Tensor]:
+    """Read a network state dict from a file written by a run (``checkpoints/network.pt``)
+    or from a Lightning checkpoint (``*.ckpt``, keys prefixed with ``model.``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"init.checkpoint={str(path)!r} does not exist. Give the path of a full-precision "
+            "run's checkpoints/network.pt or Lightning .ckpt file, or leave init.checkpoint=null "
+            "to train (or reuse) the full-precision reference automatically."
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several unrelated types for unreadable files
+        raise ConfigError(
+            f"init.checkpoint={str(path)!r} could not be read as a PyTorch checkpoint ({err})."
+        ) from err
+    state = payload.get("state_dict", payload)
+    prefix = "model."
+    if any(key.startswith(prefix) for key in state):
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return state
+
+
+def _target_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers that receive pretrained weights: every conv / linear layer of the body."""
+    body = model.body if hasattr(model, "body") else model
+    return {
+        f"body.{name}": module
+        for name, module in body.named_modules()
+        if isinstance(module, (LRLayer, nn.Conv2d, nn.Linear))
+    }
+
+
+@torch.no_grad()
+def init_from_full_precision(model: nn.Module, state: dict[str, Tensor], p_min: float,
+                             p_max: float) -> None:
+    """Initialise ``model``'s body from the full-precision ``state`` (eq. 6-8).
+
+    Raises ``ConfigError`` naming every layer whose weight is missing or has another shape.
+    """
+    layers = _target_layers(model)
+    problems = []
+    for name, layer in layers.items():
+        weight = state.get(f"{name}.weight")
+        expected = layer.distribution.shape if isinstance(layer, LRLayer) else tuple(layer.weight.shape)
+        if weight is None:
+            problems.append(f"{name} (missing)")
+        elif tuple(weight.shape) != expected:
+            problems.append(f"{name} (checkpoint {tuple(weight.shape)}, model {expected})")
+    if problems:
+        raise ConfigError(
+            "init.checkpoint does not match the architecture being trained: "
+            + "; ".join(problems)
+            + ". Use a full-precision checkpoint of the same arch and dataset, or init=random."
+        )
+    for name, layer in layers.items():
+        weight = state[f"{name}.weight"].float()
+        if isinstance(layer, LRLayer):
+            layer.distribution.init_from_weights(weight / weight.std(), p_min, p_max)
+        else:
+            layer.weight.copy_(weight)
+
+
+def random_init(model: nn.Module, p_min: float, p_max: float) -> None:
+    """Initialise every discrete layer as if from a random unit-variance Gaussian weight."""
+    for module in model.modules():
+        if isinstance(module, LRLayer):
+            module.distribution.random_init(p_min, p_max)

@@ -1,0 +1,101 @@
+"""The Lightning module that trains a network of discrete weight distributions (sec. 3-5)."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lrnets.distributions import WeightDistribution
+
+
+class LRNetModule(pl.LightningModule):
+    """Cross-entropy of the stochastic network plus the paper's regularisers.
+
+    loss = mean CE + probability_decay * sum(logits^2) / 2      (ternary, sec. 4.2)
+                   + beta * sum p (1 - p)                         (binary, sec. 4.3)
+    Weight decay is applied by Adam to the parameters ``weight_decay_scope`` names: the last
+    (softmax) layer only in discrete runs, every weight in full-precision runs.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float,
+        lr_milestones: list[int],
+        lr_gamma: float,
+        weight_decay: float,
+        weight_decay_scope: str,
+        probability_decay: float = 0.0,
+        beta: float = 0.0,
+        logit_lr: float | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.distributions = [m for m in model.modules() if isinstance(m, WeightDistribution)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def regularization(self) -> Tensor:
+        hp = self.hparams
+        total = torch.zeros((), device=self.device)
+        for dist in self.distributions:
+            if hp.probability_decay:
+                total = total + hp.probability_decay * dist.logit_l2()
+            if hp.beta:
+                total = total + hp.beta * dist.beta_density()
+        return total
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc = (logits.argmax(-1) == y).float().mean()
+        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", sync_dist=stage != "train")
+        self.log(f"{stage}/acc", acc, prog_bar=True, sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")
+        if self.distributions:
+            reg = self.regularization()
+            self.log("train/regularizer", reg)
+            loss = loss + reg
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Adam groups: distribution logits, weight-decayed weights, and the rest."""
+        hp = self.hparams
+        logit_ids = {id(p) for d in self.distributions for p in d.parameters()}
+        head = self.model.head
+        if hp.weight_decay_scope == "last":
+            decayed_ids = {id(head.weight)}
+        else:  # "all": every conv / linear weight
+            decayed_ids = {id(m.weight) for m in self.model.modules()
+                           if isinstance(m, (nn.Conv2d, nn.Linear))}
+        groups: dict[str, list[nn.Parameter]] = {"logits": [], "decayed": [], "other": []}
+        for p in self.model.parameters():
+            key = "logits" if id(p) in logit_ids else "decayed" if id(p) in decayed_ids else "other"
+            groups[key].append(p)
+        settings = {
+            "logits": {"lr": hp.logit_lr or hp.lr, "weight_decay": 0.0},
+            "decayed": {"lr": hp.lr, "weight_decay": hp.weight_decay},
+            "other": {"lr": hp.lr, "weight_decay": 0.0},
+        }
+        return [{"params": params, **settings[key]} for key, params in groups.items() if params]
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.parameter_groups(), lr=hp.lr)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(hp.lr_milestones), hp.lr_gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,65 @@
+"""The full-precision reference network that discrete runs start from (sec. 4.1).
+
+A discrete run with ``init=pretrained`` and no ``init.checkpoint`` looks for a reference of the
+same dataset, architecture, seed and reference schedule under ``paths.reference_dir``; if there
+is none it trains one there first (an ordinary full-precision run with the ``init.reference``
+schedule: the reference code's Adam 1e-3, x0.1 every 50 epochs) and every later discrete run
+reuses it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+NETWORK_FILE = Path("checkpoints") / "network.pt"
+
+
+def reference_key(cfg: DictConfig) -> str:
+    """Folder name: what decides the reference network's weights, readable plus a short hash."""
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    dataset.pop("root", None)
+    dataset.pop("num_workers", None)
+    decisive = {
+        "dataset": dataset,
+        "arch": cfg.arch.name,
+        "seed": cfg.seed,
+        "schedule": OmegaConf.to_container(cfg.init.reference, resolve=True),
+        "batch_size": cfg.train.batch_size,
+        "dropout": cfg.train.dropout,
+        "limits": {k: cfg.trainer.get(k) for k in ("limit_train_batches", "max_steps")},
+    }
+    digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{cfg.dataset.name}_{cfg.arch.name}_seed{cfg.seed}_{digest}"
+
+
+def reference_config(cfg: DictConfig) -> DictConfig:
+    """The config of the reference run: this run's data and architecture, full precision,
+    the ``init.reference`` schedule, its own output folder, no sampled evaluation."""
+    schedule = cfg.init.reference
+    ref = OmegaConf.merge(cfg, {
+        "train": {"epochs": schedule.epochs, "lr": schedule.lr,
+                  "lr_milestones": list(schedule.lr_milestones),
+                  "weight_decay": schedule.weight_decay},
+        "paths": {"output_dir": str(Path(cfg.paths.reference_dir) / reference_key(cfg))},
+        "ckpt_path": None,
+    })
+    ref.mode = OmegaConf.load(CONF_DIR / "mode" / "full_precision.yaml")  # replaced, not merged
+    return ref
+
+
+def obtain_reference(cfg: DictConfig, train: Callable[[DictConfig], dict]) -> Path:
+    """Path of the reference network's weights, training the reference first if needed."""
+    ref_cfg = reference_config(cfg)
+    path = Path(ref_cfg.paths.output_dir) / NETWORK_FILE
+    if not path.is_file():
+        print(f"Training the full-precision reference into {ref_cfg.paths.output_dir} "
+              "(later discrete runs with the same data, arch and seed reuse it).")
+        train(ref_cfg)
+    else:
+        print(f"Reusing the full-precision reference {path}")
+    return path

@@ -1,0 +1,29 @@
+"""Shared fixtures: configs composed as ``train.py`` composes them, writing under tmp_path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from lrnets.reference import CONF_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def compose_config(tmp_path: Path, *overrides: str, run: str = "run") -> DictConfig:
+    """The config ``python train.py OVERRIDES`` would run, with its output in ``tmp_path``."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=[
+            f"paths.output_dir={tmp_path / run}", f"paths.log_dir={tmp_path}",
+            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", *overrides])
+
+
+@pytest.fixture
+def smoke_config(tmp_path):
+    """Compose a seconds-long synthetic-data run: ``smoke_config(*overrides, run=name)``."""
+    def make(*overrides: str, run: str = "run") -> DictConfig:
+        return compose_config(tmp_path, "dataset=synthetic", "debug=fast", *overrides, run=run)
+    return make

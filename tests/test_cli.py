@@ -1,0 +1,49 @@
+"""The command line: `python train.py ...`, `lrnets-train`, errors without tracebacks."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+FAST = ["dataset=synthetic", "debug=fast", "trainer.accelerator=cpu", "init=random"]
+
+
+def _train(tmp_path, *args, flags=()):
+    return subprocess.run([sys.executable, "train.py", *flags, *FAST, f"paths.log_dir={tmp_path}",
+                           *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_train_py_runs_and_prints_where_results_are(tmp_path):
+    proc = _train(tmp_path, "mode=ternary")
+    assert proc.returncode == 0, proc.stderr
+    [run_dir] = (tmp_path / "runs").iterdir()
+    assert run_dir.name.endswith("_synthetic_ternary")
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["mode"] == "ternary"
+    assert f"results:     {run_dir / 'results.json'}" in proc.stdout
+    assert "tensorboard --logdir" in proc.stdout
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+def test_multirun_sweeps(tmp_path):
+    proc = _train(tmp_path, "mode=binary,ternary", flags=["-m"])
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted(p.parent.name for p in (tmp_path / "multiruns").glob("*/*/results.json"))
+    assert runs == ["0_synthetic_binary", "1_synthetic_ternary"]
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("lrnets-train")
+    proc = subprocess.run([str(script), "dataset=synthetic", "--cfg", "job"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "name: synthetic" in proc.stdout
+
+
+def test_bad_value_is_one_paragraph_and_exit_2(tmp_path):
+    proc = _train(tmp_path, "init.p_min=0.99")
+    assert proc.returncode == 2
+    assert "init.p_min=0.99" in proc.stderr and "init.p_max" in proc.stderr
+    assert "Traceback" not in proc.stderr

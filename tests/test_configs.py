@@ -1,0 +1,64 @@
+"""Every choice of every config group composes, and what it describes can be built."""
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from lrnets.data import build_datamodule
+from lrnets.evaluation import discrete_layers
+from lrnets.reference import CONF_DIR
+from lrnets.run import build_network
+from tests.conftest import compose_config
+
+GROUPS = ["arch", "mode", "init", "trainer", "debug", "dataset"]
+CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment" / "paper").glob("*.yaml"))
+SHAPES = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32), "imagenet": (3, 224),
+          "synthetic": (1, 28)}
+
+
+def _build(cfg):
+    channels, size = SHAPES[cfg.dataset.name]
+    return build_network(cfg, channels, 10, size)
+
+
+@pytest.mark.parametrize("group,choice", CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
+def test_group_choice_composes_and_builds(tmp_path, group, choice):
+    extra = ["dataset.root=/nonexistent"] if choice == "imagenet" else []
+    cfg = compose_config(tmp_path, f"{group}={choice}", *extra)
+    if group == "debug":  # a global package: it shortens the schedule
+        assert cfg.train.epochs == 1 and cfg.init.reference.epochs == 1
+    if group in ("arch", "mode", "dataset"):
+        model = _build(cfg)
+        assert bool(discrete_layers(model)) == (cfg.mode.name != "full_precision")
+    if group == "trainer":
+        trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+        assert trainer.max_epochs == cfg.train.epochs
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_paper_experiment_composes_and_builds(tmp_path, name):
+    extra = ["dataset.root=/nonexistent"] if name.startswith("imagenet") else []
+    cfg = compose_config(tmp_path, f"experiment=paper/{name}", *extra)
+    dataset, mode = name.split("_", 1)
+    assert (cfg.dataset.name, cfg.mode.name) == (dataset, mode)
+    _build(cfg)
+
+
+def test_paper_defaults_are_the_papers():
+    cfg = compose_config(Path("/tmp"), "dataset=mnist", "mode=ternary")
+    assert (cfg.train.epochs, cfg.train.lr, list(cfg.train.lr_milestones)) == (190, 0.01, [100])
+    assert (cfg.train.batch_size, cfg.train.dropout, cfg.train.weight_decay) == (256, 0.5, 1e-4)
+    assert (cfg.mode.probability_decay, cfg.init.p_min, cfg.init.p_max) == (1e-11, 0.05, 0.95)
+    assert cfg.arch.name == "lenet" and cfg.eval.num_samples == 10
+    cifar = compose_config(Path("/tmp"), "dataset=cifar10", "mode=binary")
+    assert (cifar.arch.name, cifar.train.epochs, list(cifar.train.lr_milestones)) == ("vgg", 290, [170])
+    assert cifar.mode.beta == 1e-6
+
+
+def test_synthetic_data_module_builds():
+    cfg = compose_config(Path("/tmp"), "dataset=synthetic")
+    dm = build_datamodule(cfg.dataset, batch_size=32, seed=0)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (32, 1, 28, 28) and y.shape == (32,)
+    assert len(dm.val_set) == cfg.dataset.val_size

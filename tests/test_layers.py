@@ -1,0 +1,70 @@
+"""LR layers: the Gaussian pre-activation of Algorithm 1 against explicitly sampled weights
+(the check behind the paper's Figure 1)."""
+import pytest
+import torch
+from torch import nn
+
+from lrnets.distributions import BinaryWeights, TernaryWeights
+from lrnets.evaluation import draw_weights, fixed_weights
+from lrnets.layers import LRConv2d, LRLinear
+
+DRAWS = 3000
+
+
+def _layer(kind, distribution):
+    torch.manual_seed(0)
+    layer = (LRConv2d(3, 4, 3, padding=1, distribution=distribution) if kind == "conv"
+             else LRLinear(20, 5, distribution=distribution))
+    with torch.no_grad():
+        for logit in layer.distribution.logits():
+            logit.normal_(0, 1.5)
+    x = torch.rand(2, 3, 6, 6) if kind == "conv" else torch.rand(2, 20)
+    return layer, x
+
+
+@pytest.mark.parametrize("distribution", [BinaryWeights, TernaryWeights])
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_preactivation_moments_match_sampled_weights(kind, distribution):
+    layer, x = _layer(kind, distribution)
+    mean, var = layer.preactivation_moments(x)
+    with torch.no_grad():
+        outs = []
+        for i in range(DRAWS):
+            with fixed_weights(layer, {"": draw_weights(layer, i)[""]}):
+                outs.append(layer(x))
+        outs = torch.stack(outs)
+    scale = var.sqrt().clamp_min(0.1)
+    # standard error of a mean of 3000 draws is std/55: 5 of them is 0.09 std
+    assert ((outs.mean(0) - mean).abs() / scale).max() < 0.1
+    assert ((outs.var(0) - var).abs() / var.clamp_min(0.01)).max() < 0.15
+
+
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_training_forward_is_the_gaussian_sample(kind):
+    layer, x = _layer(kind, TernaryWeights)
+    mean, var = layer.preactivation_moments(x)
+    torch.manual_seed(1)
+    outs = torch.stack([layer(x) for _ in range(2000)]).detach()
+    assert ((outs.mean(0) - mean) / (var + layer.eps).sqrt()).abs().max() < 0.15
+    assert torch.allclose(outs.var(0), var + layer.eps, rtol=0.2, atol=1e-3)
+
+
+def test_gradients_reach_the_logits():
+    layer, x = _layer("conv", TernaryWeights)
+    layer(x).square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+
+
+def test_fixed_weights_make_an_ordinary_layer():
+    layer, x = _layer("conv", TernaryWeights)
+    weights = draw_weights(layer, 0)
+    with fixed_weights(layer, weights):
+        out = layer(x)
+    expected = nn.functional.conv2d(x, weights[""], padding=1)
+    assert torch.equal(out, expected)
+    assert set(weights[""].unique().tolist()) <= {-1.0, 0.0, 1.0}
+
+
+def test_bias_is_refused():
+    with pytest.raises(ValueError, match="bias"):
+        LRLinear(3, 2, bias=True)
