@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lrnets.distributions import BinaryWeights, TernaryWeights
+from lrnets.distributions import BinaryWeights, TernaryWeights, _BinaryMoments, _TernaryMoments
 
 DISTRIBUTIONS = [BinaryWeights, TernaryWeights]
 
@@ -104,3 +104,19 @@ def test_regularisers_shrink_towards_uncertain_or_deterministic_weights():
     with torch.no_grad():
         binary.logits()[0].fill_(0.0)
     assert torch.allclose(binary.beta_density(), torch.tensor(2.5))  # 10 * 0.5 * 0.5
+
+
+@pytest.mark.parametrize("cls", DISTRIBUTIONS)
+def test_moments_match_mean_and_variance(cls):
+    dist = _randomised(cls)
+    mean, var = dist.moments()
+    assert torch.allclose(mean, dist.mean(), atol=1e-6)
+    assert torch.allclose(var, dist.variance(), atol=1e-6)
+
+
+@pytest.mark.parametrize("function,arity", [(_BinaryMoments, 1), (_TernaryMoments, 2)])
+def test_hand_written_moment_gradients_are_exact(function, arity):
+    torch.manual_seed(0)
+    logits = [torch.randn(4, 3, dtype=torch.double, requires_grad=True) * 2 for _ in range(arity)]
+    logits = [l.detach().requires_grad_() for l in logits]
+    assert torch.autograd.gradcheck(function.apply, logits)

@@ -6,7 +6,7 @@ from torch import nn
 
 from lrnets.distributions import BinaryWeights, TernaryWeights
 from lrnets.evaluation import draw_weights, fixed_weights
-from lrnets.layers import LRConv2d, LRLinear
+from lrnets.layers import GaussianSample, LRConv2d, LRLinear
 
 DRAWS = 3000
 
@@ -68,3 +68,49 @@ def test_fixed_weights_make_an_ordinary_layer():
 def test_bias_is_refused():
     with pytest.raises(ValueError, match="bias"):
         LRLinear(3, 2, bias=True)
+
+
+@pytest.mark.parametrize("distribution", [BinaryWeights, TernaryWeights])
+@pytest.mark.parametrize("kind", ["conv", "linear", "grouped_conv"])
+def test_fused_and_unfused_moments_and_gradients_agree(kind, distribution):
+    torch.manual_seed(0)
+    if kind == "linear":
+        make, x = (lambda fused: LRLinear(20, 5, distribution=distribution, fused=fused)), torch.rand(4, 20)
+    else:
+        groups = 2 if kind == "grouped_conv" else 1
+        make = lambda fused: LRConv2d(4, 6, 3, stride=2, padding=1, groups=groups,  # noqa: E731
+                                      distribution=distribution, fused=fused)
+        x = torch.rand(3, 4, 7, 7)
+    fused, plain = make(True), make(False)
+    plain.load_state_dict(fused.state_dict())
+    with torch.no_grad():
+        for logit in fused.distribution.logits():
+            logit.normal_()
+    plain.load_state_dict(fused.state_dict())
+    moments, grads = [], []
+    for layer in (fused, plain):
+        mean, var = layer.preactivation_moments(x)
+        (mean.sin().sum() + var.cos().sum()).backward()
+        moments.append((mean.detach(), var.detach()))
+        grads.append([p.grad for p in layer.parameters()])
+    for a, b in [*zip(*moments), *zip(*grads)]:
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_gaussian_sample_gradient_is_eq_5():
+    """dz/dm = 1 and dz/dv^2 = noise / (2 sqrt(v^2 + eps)), with noise = (z - m) / sqrt(v^2 + eps)."""
+    mean = torch.randn(50, requires_grad=True)
+    var = torch.rand(50).add(0.1).requires_grad_()
+    z = GaussianSample.apply(mean, var, 1e-3)
+    z.sum().backward()
+    std = (var.detach() + 1e-3).sqrt()
+    noise = (z.detach() - mean.detach()) / std
+    assert torch.equal(mean.grad, torch.ones(50))
+    assert torch.allclose(var.grad, noise / (2 * std), atol=1e-6)
+
+
+def test_bf16_autocast_keeps_the_sample_finite():
+    layer, x = _layer("conv", TernaryWeights)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = layer(x * 1e3)  # large inputs: bf16 rounding of the variance
+    assert z.dtype == torch.bfloat16 and torch.isfinite(z).all()

@@ -70,3 +70,14 @@ def test_learns_the_synthetic_task(smoke_config):
                        "init.reference.epochs=3", "trainer.limit_train_batches=null",
                        "trainer.limit_val_batches=null")
     assert train(cfg)["test_error"] < 0.3
+
+
+def test_bf16_mixed_precision_trains_without_nan(smoke_config):
+    results = train(smoke_config("mode=ternary", "init=random", "trainer.precision=bf16-mixed"))
+    assert results["status"] == "completed" and 0 <= results["test_error"] <= 1
+
+
+def test_data_on_device_trains(smoke_config):
+    """``dataset.on_device=true`` keeps the tensors on the training device (the CPU here)."""
+    results = train(smoke_config("mode=binary", "init=random", "dataset.on_device=true"))
+    assert results["status"] == "completed"

@@ -53,6 +53,10 @@ class WeightDistribution(nn.Module, metaclass=ABCMeta):
         """Var[w] = E[w^2] - E[w]^2."""
         return self.probs() @ self.values.square() - self.mean().square()
 
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """(E[w], Var[w]), what the LR forward pass needs (eq. 4)."""
+        return self.mean(), self.variance()
+
     def entropy(self) -> Tensor:
         """Per-weight entropy in nats (Appendix B tracks its layer average)."""
         p = self.probs()
@@ -87,6 +91,43 @@ class WeightDistribution(nn.Module, metaclass=ABCMeta):
         return sum((p * (1 - p)).sum() for p in self.bernoulli_probabilities().values())
 
 
+class _BinaryMoments(torch.autograd.Function):
+    """E[w] = t, Var[w] = 1 - t^2 with t = tanh(b / 2). The backward pass recomputes t from b
+    (a parameter, kept anyway) instead of saving weight-sized intermediates."""
+
+    @staticmethod
+    def forward(ctx, b: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(b)
+        t = torch.tanh(b / 2)
+        return t, 1 - t * t
+
+    @staticmethod
+    def backward(ctx, g_mean: Tensor, g_var: Tensor) -> Tensor:
+        (b,) = ctx.saved_tensors
+        t = torch.tanh(b / 2)
+        return (g_mean - 2 * t * g_var) * (1 - t * t) / 2
+
+
+class _TernaryMoments(torch.autograd.Function):
+    """E[w] = q t, Var[w] = q - (q t)^2 with q = sigmoid(-a) = P(w != 0), t = tanh(b / 2)
+    (eq. 7). The backward pass recomputes q and t from a and b instead of saving
+    weight-sized intermediates."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(a, b)
+        mean = torch.sigmoid(-a) * torch.tanh(b / 2)
+        return mean, torch.sigmoid(-a) - mean * mean
+
+    @staticmethod
+    def backward(ctx, g_mean: Tensor, g_var: Tensor) -> tuple[Tensor, Tensor]:
+        a, b = ctx.saved_tensors
+        q, t = torch.sigmoid(-a), torch.tanh(b / 2)
+        g_q = g_mean * t + g_var * (1 - 2 * q * t * t)  # through E = q t and Var = q - q^2 t^2
+        g_t = (g_mean - 2 * q * t * g_var) * q
+        return -g_q * q * (1 - q), g_t * (1 - t * t) / 2
+
+
 def _logit(p: Tensor) -> Tensor:
     return torch.log(p) - torch.log1p(-p)
 
@@ -113,6 +154,9 @@ class BinaryWeights(WeightDistribution):
 
     def variance(self) -> Tensor:
         return 1 - self.mean().square()
+
+    def moments(self) -> tuple[Tensor, Tensor]:
+        return _BinaryMoments.apply(self.b)
 
     @torch.no_grad()
     def init_from_weights(self, weight: Tensor, p_min: float, p_max: float) -> None:
@@ -150,6 +194,9 @@ class TernaryWeights(WeightDistribution):
     def variance(self) -> Tensor:
         """Var[w] = P(w != 0) - E[w]^2."""
         return torch.sigmoid(-self.a) - self.mean().square()
+
+    def moments(self) -> tuple[Tensor, Tensor]:
+        return _TernaryMoments.apply(self.a, self.b)
 
     @torch.no_grad()
     def init_from_weights(self, weight: Tensor, p_min: float, p_max: float) -> None:

@@ -9,6 +9,9 @@ In training they return a sample of the Gaussian approximation of the pre-activa
 whose gradient w.r.t. the distribution parameters is eq. 5 (autograd computes it). ``eps``
 is the reference code's 1e-3 inside the square root (the paper has none). When discrete
 weights are fixed (a sample or the mode, sec. 4.4) the layer is an ordinary convolution.
+With ``fused=True`` the two maps m and v^2 run as one grouped convolution (one batched matrix
+product for linear layers) instead of two calls; the result is the same. The standard deviation
+is computed in float32 so that mixed precision (bf16) cannot make it NaN.
 
 The layer-family classes at the bottom (``FullPrecisionLayers``, ``LRLayers``) build the
 layers an architecture asks for; a mode config instantiates one of them.
@@ -27,33 +30,60 @@ from lrnets.distributions import TernaryWeights, WeightDistribution
 DistributionFactory = Callable[[tuple[int, ...]], WeightDistribution]
 
 
+class GaussianSample(torch.autograd.Function):
+    """z = m + sqrt(v^2 + eps) * noise with noise ~ N(0, 1) (Algorithm 1), in float32.
+
+    The backward pass (eq. 5: dz/dm = 1, dz/dv^2 = noise / (2 sqrt(v^2 + eps))) needs one saved
+    tensor, noise / (2 sqrt(v^2 + eps)), instead of the four autograd would keep."""
+
+    @staticmethod
+    def forward(ctx, mean: Tensor, var: Tensor, eps: float) -> Tensor:
+        std = (var.float().clamp_min(0) + eps).sqrt()
+        noise = torch.randn_like(std)
+        sample = torch.addcmul(mean.float(), std, noise)
+        ctx.save_for_backward(noise.div_(std).mul_(0.5))
+        ctx.var_dtype = var.dtype
+        return sample.to(mean.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        (half_noise_over_std,) = ctx.saved_tensors
+        return grad, (grad.float() * half_noise_over_std).to(ctx.var_dtype), None
+
+
 class LRLayer(nn.Module, metaclass=ABCMeta):
     """Shared behaviour of discrete layers: LRT forward, fixed-weight forward."""
 
     distribution: WeightDistribution
 
-    def __init__(self, weight_shape: tuple[int, ...], distribution: DistributionFactory, eps: float):
+    def __init__(self, weight_shape: tuple[int, ...], distribution: DistributionFactory, eps: float,
+                 fused: bool):
         super().__init__()
         self.distribution = distribution(tuple(weight_shape))
         self.eps = eps
+        self.fused = fused
         self.fixed_weight: Tensor | None = None
 
     @abstractmethod
     def linear_op(self, x: Tensor, weight: Tensor) -> Tensor:
         """The layer's linear map (convolution or matrix product) with a given weight."""
 
+    @abstractmethod
+    def fused_moments(self, x: Tensor, mean_w: Tensor, var_w: Tensor) -> tuple[Tensor, Tensor]:
+        """``(op(x, mean_w), op(x^2, var_w))`` computed by one call."""
+
     def forward(self, x: Tensor) -> Tensor:
         if self.fixed_weight is not None:
             return self.linear_op(x, self.fixed_weight.to(x.dtype))
         mean, var = self.preactivation_moments(x)
-        return mean + torch.sqrt(var + self.eps) * torch.randn_like(mean)
+        return GaussianSample.apply(mean, var, self.eps)
 
     def preactivation_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean m and variance v^2 of the pre-activation for a deterministic input (eq. 4)."""
-        dist = self.distribution
-        mean = self.linear_op(x, dist.mean().to(x.dtype))
-        var = self.linear_op(x * x, dist.variance().to(x.dtype))
-        return mean, var
+        mean_w, var_w = (t.to(x.dtype) for t in self.distribution.moments())
+        if self.fused:
+            return self.fused_moments(x, mean_w, var_w)
+        return self.linear_op(x, mean_w), self.linear_op(x * x, var_w)
 
 
 class LRConv2d(LRLayer):
@@ -73,12 +103,13 @@ class LRConv2d(LRLayer):
         *,
         distribution: DistributionFactory = TernaryWeights,
         eps: float = 1e-3,
+        fused: bool = True,
     ):
         _check_no_bias(bias)
         if padding_mode != "zeros":
             raise ValueError(f"LRConv2d supports padding_mode='zeros' only, got {padding_mode!r}.")
         kh, kw = nn.modules.utils._pair(kernel_size)
-        super().__init__((out_channels, in_channels // groups, kh, kw), distribution, eps)
+        super().__init__((out_channels, in_channels // groups, kh, kw), distribution, eps, fused)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = (kh, kw)
         self.stride, self.padding = stride, padding
@@ -86,6 +117,12 @@ class LRConv2d(LRLayer):
 
     def linear_op(self, x: Tensor, weight: Tensor) -> Tensor:
         return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+
+    def fused_moments(self, x: Tensor, mean_w: Tensor, var_w: Tensor) -> tuple[Tensor, Tensor]:
+        """[x, x^2] stacked on channels, [E[w], Var[w]] on output channels, twice the groups."""
+        out = F.conv2d(torch.cat([x, x * x], 1), torch.cat([mean_w, var_w], 0), None, self.stride,
+                       self.padding, self.dilation, 2 * self.groups)
+        return out.chunk(2, dim=1)
 
     def extra_repr(self) -> str:
         return (
@@ -106,13 +143,19 @@ class LRLinear(LRLayer):
         *,
         distribution: DistributionFactory = TernaryWeights,
         eps: float = 1e-3,
+        fused: bool = True,
     ):
         _check_no_bias(bias)
-        super().__init__((out_features, in_features), distribution, eps)
+        super().__init__((out_features, in_features), distribution, eps, fused)
         self.in_features, self.out_features = in_features, out_features
 
     def linear_op(self, x: Tensor, weight: Tensor) -> Tensor:
         return F.linear(x, weight)
+
+    def fused_moments(self, x: Tensor, mean_w: Tensor, var_w: Tensor) -> tuple[Tensor, Tensor]:
+        """One batched matrix product of [x, x^2] with [E[w], Var[w]]."""
+        out = torch.stack([x, x * x]) @ torch.stack([mean_w, var_w]).transpose(-1, -2)
+        return out[0], out[1]
 
     def extra_repr(self) -> str:
         return (
@@ -147,14 +190,12 @@ class LRLayers:
 
     discrete = True
 
-    def __init__(self, distribution: DistributionFactory, eps: float = 1e-3):
-        self.distribution = distribution
-        self.eps = eps
+    def __init__(self, distribution: DistributionFactory, eps: float = 1e-3, fused: bool = True):
+        self.options = {"distribution": distribution, "eps": eps, "fused": fused}
 
     def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
              padding: int = 0) -> nn.Module:
-        return LRConv2d(in_channels, out_channels, kernel_size, stride, padding,
-                        distribution=self.distribution, eps=self.eps)
+        return LRConv2d(in_channels, out_channels, kernel_size, stride, padding, **self.options)
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
-        return LRLinear(in_features, out_features, distribution=self.distribution, eps=self.eps)
+        return LRLinear(in_features, out_features, **self.options)

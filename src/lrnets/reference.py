@@ -24,6 +24,7 @@ def reference_key(cfg: DictConfig) -> str:
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     dataset.pop("root", None)
     dataset.pop("num_workers", None)
+    dataset.pop("on_device", None)
     decisive = {
         "dataset": dataset,
         "arch": cfg.arch.name,

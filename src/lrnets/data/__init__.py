@@ -30,7 +30,7 @@ def build_datamodule(cfg: DictConfig, batch_size: int, seed: int, num_workers: i
     else:
         raise DataError(f"dataset.name={name!r} is not a data set: choose one of {list(DATASETS)}.")
     return InMemoryDataModule(train, test, transform, classes, cfg.val_size, batch_size, seed,
-                              num_workers)
+                              num_workers, on_device=cfg.get("on_device", False))
 
 
 __all__ = ["DATASETS", "DataError", "build_datamodule"]

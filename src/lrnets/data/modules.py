@@ -36,8 +36,12 @@ class TensorPairs(Dataset):
         return self.images[i], self.labels[i]
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(indices)
+        idx = torch.as_tensor(indices, device=self.labels.device)
         return self.images[idx], self.labels[idx]
+
+    def to_(self, device: torch.device) -> None:
+        """Keep the tensors on ``device`` (an accelerator), so batches never cross the bus."""
+        self.images, self.labels = self.images.to(device), self.labels.to(device)
 
 
 def _already_batched(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,8 +101,10 @@ class InMemoryDataModule(_Loaders):
     collate = staticmethod(_already_batched)
 
     def __init__(self, train: Arrays, test: Arrays, batch_transform: nn.Module, num_classes: int,
-                 val_size: int, batch_size: int, seed: int, num_workers: int = 0):
+                 val_size: int, batch_size: int, seed: int, num_workers: int = 0,
+                 on_device: bool = False):
         super().__init__(batch_size, num_workers, seed)
+        self.on_device = on_device
         (x, y), (x_test, y_test) = train, test
         train_idx, val_idx = split_off(len(y), val_size)
         self.train_set = TensorPairs(x[train_idx], y[train_idx])
@@ -107,6 +113,12 @@ class InMemoryDataModule(_Loaders):
         self.batch_transform = batch_transform
         self.in_channels, self.image_size = x.shape[1], x.shape[-1]
         self.num_classes = num_classes
+
+    def setup(self, stage: str) -> None:
+        """With ``on_device``, move the uint8 data sets to the device that trains."""
+        if self.on_device:
+            for dataset in (self.train_set, self.val_set, self.test_set):
+                dataset.to_(self.trainer.strategy.root_device)
 
 
 class ImageFolderDataModule(_Loaders):

@@ -1,0 +1,240 @@
+"""Speed benchmark: training and evaluation steps of full-precision and LR networks, the data
+path, and the cost of choosing a sampled network, all in one process.
+
+    python scripts/bench.py                          # CPU: LeNet at batch 256, VGG at batch 32
+    python scripts/bench.py --device cuda --nets vgg:256 lenet:256
+    python scripts/bench.py --tiny --out /tmp/bench.json   # seconds; what CI runs
+
+The two-convolution cost of the local reparameterization trick bounds an LR training step at
+about twice the full-precision step of the same network (issue: "Speed"); the table gives the
+ratios LR / full precision measured here. Writes JSON with medians, spreads and ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+
+from lrnets.data.modules import InMemoryDataModule
+from lrnets.data.synthetic import synthetic_arrays
+from lrnets.data.transforms import CifarTransform, UnitRange
+from lrnets.evaluation import EvalData, accuracy, draw_weights, fixed_weights, select_discrete_network
+from lrnets.module import LRNetModule
+from lrnets.reference import CONF_DIR
+from lrnets.run import build_network
+
+MODES = ("full_precision", "binary", "ternary")
+SHAPES = {"lenet": (1, 28), "mlp": (1, 28), "vgg": (3, 32), "resnet18": (3, 224)}
+
+
+def timed(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> dict:
+    """Median and spread (min, max) of ``repeats`` calls in seconds, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "repeats": repeats}
+
+
+def saved_activation_bytes(fn: Callable[[], object], parameters: list[torch.Tensor]) -> int:
+    """Bytes of the storages autograd keeps for the backward pass during ``fn``, each counted
+    once (the activation memory of a training step; measurable on any device). Parameters are
+    not counted: they are kept anyway."""
+    kept = {p.untyped_storage().data_ptr() for p in parameters}
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in kept:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+def network(arch: str, mode: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"arch={arch}", f"mode={mode}", "paths.output_dir=.",
+                                          *overrides])
+    channels, size = SHAPES[arch]
+    return build_network(cfg, channels, 10, size), cfg
+
+
+def bench_network(arch: str, mode: str, batch: int, device: torch.device, args) -> dict:
+    model, cfg = network(arch, mode, args.override)
+    model.to(device)
+    module = LRNetModule(model, lr=1e-3, lr_milestones=[], lr_gamma=1.0, weight_decay=1e-4,
+                         weight_decay_scope=cfg.mode.weight_decay_scope,
+                         probability_decay=cfg.mode.probability_decay, beta=cfg.mode.beta).to(device)
+    optimizer = torch.optim.Adam(module.parameter_groups(), lr=1e-3)
+    channels, size = SHAPES[arch]
+    x = torch.randn(batch, channels, size, size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def forward_loss() -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            return F.cross_entropy(model(x), y) + module.regularization()
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        forward_loss().backward()
+        optimizer.step()
+
+    model.train()
+    row = {"arch": arch, "mode": mode, "batch": batch,
+           "train_step": timed(train_step, device, args.warmup, args.repeats)}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        train_step()
+        row["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+    row["activation_bytes"] = saved_activation_bytes(forward_loss, list(module.parameters()))
+    model.eval()
+    weights = draw_weights(model, None)
+    with torch.no_grad(), fixed_weights(model, weights):
+        row["eval_step"] = timed(lambda: model(x), device, args.warmup, args.repeats)
+    return row
+
+
+def bench_data(name: str, device: torch.device, count: int, batch: int, args) -> dict:
+    """Images per second of the in-memory uint8 path with augmentation on ``device``, and of
+    torchvision's per-image path for comparison."""
+    channels, size, transform = {"mnist": (1, 28, UnitRange()),
+                                 "cifar10": (3, 32, CifarTransform())}[name]
+    train, test = synthetic_arrays(count, 16, channels, size, 10)
+    dm = InMemoryDataModule(train, test, transform, 10, val_size=16, batch_size=batch, seed=0)
+
+    def epoch() -> None:
+        for xb, _ in dm.train_dataloader():
+            transform(xb.to(device, non_blocking=True), train=True)
+
+    per_image = {"mnist": None, "cifar10": _torchvision_cifar}[name]
+    row = {"data": name, "images": len(dm.train_set), "batch": batch,
+           "device_path": timed(epoch, device, 1, args.repeats)}
+    row["device_path_images_per_s"] = len(dm.train_set) / row["device_path"]["median_s"]
+    if per_image is not None:
+        images = dm.train_set.images[: min(2048, len(dm.train_set))]
+        t = timed(lambda: per_image(images), device, 0, 1)
+        row["torchvision_per_image_images_per_s"] = len(images) / t["median_s"]
+    return row
+
+
+def _torchvision_cifar(images: torch.Tensor) -> None:
+    from torchvision import transforms as T
+    tf = T.Compose([T.ToPILImage(), T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
+                    T.ToTensor()])
+    for image in images:
+        tf(image)
+
+
+def bench_selection(device: torch.device, num_samples: int, args) -> dict:
+    """Seconds of choosing among ``num_samples`` sampled networks plus the mode, against as many
+    plain validation passes: the sampling itself must cost almost nothing."""
+    model, _ = network("lenet", "ternary", args.override)
+    model.to(device).eval()
+    train, test = synthetic_arrays(64, args.val_images, 1, 28, 10)
+    dm = InMemoryDataModule(train, test, UnitRange(), 10, val_size=32, batch_size=256, seed=0)
+    data = EvalData(dm.batch_transform, dm.test_dataloader())
+    with fixed_weights(model, draw_weights(model, None)):
+        plain = timed(lambda: accuracy(model, data.val, data.transform), device, 1, args.repeats)
+    select = timed(lambda: select_discrete_network(model, data, num_samples, seed=0), device, 0,
+                   max(1, args.repeats // 3))
+    passes = num_samples + 1
+    return {"num_samples": num_samples, "val_images": args.val_images,
+            "selection_s": select["median_s"], "plain_pass_s": plain["median_s"],
+            "ratio_to_plain_passes": select["median_s"] / (passes * plain["median_s"])}
+
+
+def ratios(rows: list[dict]) -> None:
+    """Add LR / full-precision ratios of step times and memory to every LR row."""
+    reference = {(r["arch"], r["batch"]): r for r in rows if r["mode"] == "full_precision"}
+    for r in rows:
+        fp = reference.get((r["arch"], r["batch"]))
+        if fp is None or r is fp:
+            continue
+        r["ratio_train_step"] = r["train_step"]["median_s"] / fp["train_step"]["median_s"]
+        r["ratio_eval_step"] = r["eval_step"]["median_s"] / fp["eval_step"]["median_s"]
+        r["ratio_activation_bytes"] = r["activation_bytes"] / fp["activation_bytes"]
+        if "peak_memory_bytes" in r:
+            r["ratio_peak_memory"] = r["peak_memory_bytes"] / fp["peak_memory_bytes"]
+
+
+def print_table(report: dict) -> None:
+    print(f"\nnetworks on {report['device']} ({report['torch']}, {report['threads']} threads)")
+    print(f"{'arch':9}{'mode':15}{'batch':>6}{'train ms':>10}{'eval ms':>9}{'act MB':>8}"
+          f"{'train x':>9}{'mem x':>7}")
+    for r in report["networks"]:
+        mem = r.get("ratio_peak_memory", r.get("ratio_activation_bytes"))
+        print(f"{r['arch']:9}{r['mode']:15}{r['batch']:>6}{1e3 * r['train_step']['median_s']:>10.1f}"
+              f"{1e3 * r['eval_step']['median_s']:>9.1f}{r['activation_bytes'] / 2**20:>8.1f}"
+              f"{r.get('ratio_train_step', 1.0):>9.2f}{mem or 1.0:>7.2f}")
+    for d in report["data"]:
+        tv = d.get("torchvision_per_image_images_per_s")
+        print(f"data {d['data']:8} {d['device_path_images_per_s']:>12,.0f} images/s on the device path"
+              + (f", {tv:,.0f} images/s torchvision per-image" if tv else ""))
+    s = report["selection"]
+    print(f"choosing among {s['num_samples']} samples + mode: {s['ratio_to_plain_passes']:.2f}x "
+          f"the time of {s['num_samples'] + 1} plain validation passes")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--nets", nargs="+", default=["lenet:256", "vgg:32"],
+                        help="ARCH:BATCH pairs (archs: %s)" % ", ".join(SHAPES))
+    parser.add_argument("--modes", nargs="+", default=list(MODES))
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--bf16", action="store_true", help="autocast the steps to bfloat16")
+    parser.add_argument("--data-images", type=int, default=50000)
+    parser.add_argument("--val-images", type=int, default=5000)
+    parser.add_argument("--num-samples", type=int, default=10)
+    parser.add_argument("--override", nargs="*", default=[],
+                        help="Hydra overrides for the networks, e.g. mode.layers.fused=false")
+    parser.add_argument("--tiny", action="store_true", help="seconds-long run (CI)")
+    parser.add_argument("--out", default="outputs/bench/bench.json")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.nets, args.warmup, args.repeats = ["lenet:8"], 1, 2
+        args.data_images, args.val_images, args.num_samples = 512, 256, 2
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    rows = []
+    for spec in args.nets:
+        arch, batch = spec.split(":")
+        rows += [bench_network(arch, mode, int(batch), device, args) for mode in args.modes]
+    ratios(rows)
+    report = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "bf16": args.bf16,
+        "overrides": args.override, "networks": rows,
+        "data": [bench_data(name, device, args.data_images, 256, args) for name in ("mnist", "cifar10")],
+        "selection": bench_selection(device, args.num_samples, args),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+    print(f"\nwritten: {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
