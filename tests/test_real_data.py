@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from lrnets.data import build_datamodule
 from lrnets.run import train
@@ -33,3 +34,18 @@ def test_mnist_ternary_one_epoch_from_one_epoch_reference(tmp_path):
                          f"dataset.root={DATA}")
     results = train(cfg)
     assert results["test_error"] < 0.02, results
+
+
+needs_cifar = pytest.mark.skipif(not (DATA / "cifar-10-batches-py").is_dir(),
+                                 reason=f"no CIFAR-10 batches under {DATA} (run `make data`)")
+
+
+@needs_cifar
+def test_cifar10_batches_load_with_a_checksum_warning_when_re_encoded(tmp_path):
+    cfg = compose_config(tmp_path, "dataset=cifar10", f"dataset.root={DATA}")
+    with pytest.warns(UserWarning, match="official checksums"):
+        dm = build_datamodule(cfg.dataset, batch_size=256, seed=0)
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (45000, 5000, 10000)
+    assert dm.train_set.images.shape[1:] == (3, 32, 32)
+    means = dm.train_set.images.float().div(255).mean((0, 2, 3))
+    assert torch.allclose(means, torch.tensor([0.4913, 0.4821, 0.4465]), atol=0.003)

@@ -81,3 +81,23 @@ def test_data_on_device_trains(smoke_config):
     """``dataset.on_device=true`` keeps the tensors on the training device (the CPU here)."""
     results = train(smoke_config("mode=binary", "init=random", "dataset.on_device=true"))
     assert results["status"] == "completed"
+
+
+def test_imagenet_folder_tree_trains_resnet18(smoke_config, tmp_path):
+    """``dataset=imagenet`` on a tiny generated ImageFolder tree (train/ and val/, 2 classes)."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for split, count in (("train", 12), ("val", 4)):
+        for cls in ("cat", "dog"):
+            folder = tmp_path / "imagenet" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = torch.randint(0, 256, (40, 48, 3), generator=g, dtype=torch.uint8)
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.JPEG")
+    cfg = smoke_config("dataset=imagenet", f"dataset.root={tmp_path / 'imagenet'}", "mode=ternary",
+                       "init=random", "dataset.image_size=32", "dataset.resize=36",
+                       "dataset.val_size=4", "dataset.num_workers=0", "train.batch_size=8")
+    results = train(cfg)
+    assert results["arch"] == "resnet18" and results["status"] == "completed"
+    assert len(results["selection"]["candidates"]) == cfg.eval.num_samples + 1

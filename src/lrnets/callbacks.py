@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
+from lrnets.distributed import rank_shard
 from lrnets.evaluation import EvalData, discrete_layers, select_discrete_network
 from lrnets.layers import LRConv2d
 
@@ -60,7 +61,7 @@ class SampledEvaluation(pl.Callback):
         if trainer.sanity_checking or epoch % self.every_n_epochs:
             return
         dm = trainer.datamodule
-        data = EvalData(dm.batch_transform, dm.val_dataloader(),
+        data = EvalData(dm.batch_transform, rank_shard(dm.val_dataloader(), trainer),
                         calibration=dm.calibration_dataloader(),
                         reduce=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
         summary = select_discrete_network(module.model, data, **self.kwargs).summary()

@@ -22,6 +22,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from lrnets.callbacks import DistributionMonitor, SampledEvaluation
 from lrnets.checks import check_config
 from lrnets.data import build_datamodule
+from lrnets.distributed import all_ranks, examples_counted, rank_shard
 from lrnets.errors import ConfigError
 from lrnets.evaluation import EvalData, Selection, accuracy, discrete_layers, select_discrete_network
 from lrnets.initialization import init_from_full_precision, load_network_state, random_init
@@ -107,16 +108,21 @@ def train(cfg: DictConfig) -> dict:
     )
     trainer = build_trainer(cfg, out, discrete)
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
-    torch.save({"state_dict": model.state_dict()}, out / NETWORK_FILE)
+    if trainer.is_global_zero:
+        torch.save({"state_dict": model.state_dict()}, out / NETWORK_FILE)
+    trainer.strategy.barrier()  # other ranks may load it next (the reference of a discrete run)
 
     results: dict = {
         "status": "completed", "dataset": cfg.dataset.name, "arch": cfg.arch.name,
         "mode": cfg.mode.name, "seed": cfg.seed, "epochs": trainer.current_epoch,
         "epochs_configured": cfg.train.epochs, **init_info,
     }
-    data = EvalData(dm.batch_transform, dm.val_dataloader(), dm.test_dataloader(),
-                    dm.calibration_dataloader(),
+    data = EvalData(dm.batch_transform, rank_shard(dm.val_dataloader(), trainer),
+                    rank_shard(dm.test_dataloader(), trainer), dm.calibration_dataloader(),
                     reduce=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
+    results["world_size"] = trainer.world_size
+    results["eval_examples"] = {"val": examples_counted(data.val, trainer),
+                                "test": examples_counted(data.test, trainer)}
     if discrete:
         ev = cfg.eval
         selection = select_discrete_network(model, data, ev.num_samples, cfg.seed,
@@ -124,8 +130,10 @@ def train(cfg: DictConfig) -> dict:
         summary = selection.summary()
         results.update(_errors(summary))
         results["selection"] = summary
-        save_discrete_network(out / "checkpoints" / "discrete.pt", model, selection,
-                              {k: results[k] for k in ("dataset", "arch", "mode", "seed")})
+        results["chosen_by_rank"] = all_ranks(summary["chosen"]["name"], trainer)
+        if trainer.is_global_zero:
+            save_discrete_network(out / "checkpoints" / "discrete.pt", model, selection,
+                                  {k: results[k] for k in ("dataset", "arch", "mode", "seed")})
     else:
         results["val_error"] = 1 - accuracy(model, data.val, data.transform, data.reduce)
         results["test_error"] = 1 - accuracy(model, data.test, data.transform, data.reduce)
