@@ -96,18 +96,31 @@ def recalibrate_batch_norm(model: nn.Module, loader: Iterable, transform: nn.Mod
 
 @torch.no_grad()
 def accuracy(model: nn.Module, loader: Iterable, transform: nn.Module,
-             reduce: Reduce | None = None) -> float:
-    """Top-1 accuracy of ``model`` in eval mode; ``reduce`` sums counts over processes."""
+             reduce: Reduce | None = None, top_k: int = 1) -> float:
+    """Top-``top_k`` accuracy of ``model`` in eval mode (the label among the ``top_k`` highest
+    scores, at most all classes; top-5 for ImageNet, Table 2); ``reduce`` sums counts over
+    processes."""
     device = next(model.parameters()).device
     model.eval()
     counts = torch.zeros(2, device=device)
     for x, y in loader:
         y = y.to(device)
         logits = model(transform(x.to(device), train=False))
-        counts += torch.stack([(logits.argmax(-1) == y).sum(), torch.tensor(len(y), device=device)])
+        top = logits.topk(min(top_k, logits.shape[-1]), dim=-1).indices
+        hits = (top == y.unsqueeze(-1)).any(-1)
+        counts += torch.stack([hits.sum(), torch.tensor(len(y), device=device)])
     if reduce is not None:
         counts = reduce(counts)
     return (counts[0] / counts[1].clamp_min(1)).item()
+
+
+@contextmanager
+def chosen_network(model: nn.Module, selection: Selection) -> Iterator[None]:
+    """Run ``model`` as the network ``select_discrete_network`` chose: its discrete weights and
+    batch-norm statistics (restored afterwards)."""
+    with fixed_weights(model, selection.weights), preserved_batch_norm(model):
+        model.load_state_dict(selection.batch_norm, strict=False)
+        yield
 
 
 @dataclass

@@ -79,12 +79,17 @@ def load_cifar10(root: Path, download: bool) -> tuple[Arrays, Arrays]:
         raise _missing("cifar10", root, CIFAR_DIR, False)
     train = _read_cifar_batches(folder, [f"data_batch_{i}" for i in range(1, 6)], 50000)
     test = _read_cifar_batches(folder, ["test_batch"], 10000)
-    if not all(check_integrity(str(folder / f), md5) for f, md5 in _CIFAR_FILES.items()):
+    if not cifar10_matches_release(folder):
         warnings.warn(
             f"CIFAR-10 batches in {folder} do not match the official checksums; they were "
             f"loaded after checking shapes, labels and counts (a re-encoded copy, such as the "
             f"offline JPEG one, gives slightly different accuracies).", stacklevel=2)
     return train, test
+
+
+def cifar10_matches_release(folder: Path) -> bool:
+    """Whether the batches in ``folder`` are the official release (by their MD5 checksums)."""
+    return all(check_integrity(str(folder / f), md5) for f, md5 in _CIFAR_FILES.items())
 
 
 def _read_cifar_batches(folder: Path, names: list[str], count: int) -> Arrays:

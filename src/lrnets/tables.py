@@ -1,0 +1,335 @@
+"""The paper's Tables 1 and 2 next to this framework's results (``scripts/reproduce_table*.py``).
+
+A table has one cell per (data set, mode): the LR-nets and the full-precision reference through
+their ``experiment=paper/<dataset>_<mode>`` configs, and every other mode of ``conf/mode/`` (the
+baselines) with ``dataset=<dataset> mode=<mode>``. Each cell's error is the mean and standard
+deviation over seeds of the runs' ``results.json`` (``test_error``: the discrete network chosen
+on the validation split, sec. 4.4). The only figures typed in here are the paper's own, in
+``TABLE1`` and ``TABLE2``, and the tables label them as the paper's.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from lrnets.data.files import CIFAR_DIR, cifar10_matches_release, data_root
+from lrnets.errors import ConfigError
+from lrnets.reference import CONF_DIR
+from lrnets.reproduce import (Cell, cell_runs, check_extra_overrides, compose_config, run_cells,
+                              seed_folder)
+
+DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One method of the paper's table: its name there, the mode of ``conf/mode/`` that
+    implements it (None where the framework has none) and its errors in percent, keyed by
+    (data set, metric)."""
+
+    method: str
+    mode: str | None
+    errors: dict[tuple[str, str], float]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    title: str
+    datasets: tuple[str, ...]
+    metrics: tuple[tuple[str, str], ...]  # (results.json key, column label)
+    paper: tuple[PaperRow, ...]
+    overrides: tuple[str, ...] = ()       # added to every cell
+
+
+def _row(method: str, mode: str | None, **errors: float) -> PaperRow:
+    """``mnist__test_error=1.29`` style keywords to a ``PaperRow``."""
+    return PaperRow(method, mode, {tuple(k.split("__")): v for k, v in errors.items()})
+
+
+# Shayer et al. 2018, Table 1 (MNIST, CIFAR-10); BinaryConnect's MNIST figure is 1.29 +- 0.08.
+TABLE1 = TableSpec(
+    "table1", "Table 1: test error (%) on MNIST and CIFAR-10", ("mnist", "cifar10"),
+    (("test_error", "error"),),
+    (
+        _row("BinaryConnect", "binaryconnect", mnist__test_error=1.29, cifar10__test_error=9.9),
+        _row("BNN", None, mnist__test_error=1.4, cifar10__test_error=10.15),
+        _row("Binary Weight Network", "bwn", mnist__test_error=0.95, cifar10__test_error=9.82),
+        _row("LR-net, binary", "binary", mnist__test_error=0.53, cifar10__test_error=6.82),
+        _row("Ternary Weight Network", "twn", mnist__test_error=0.65, cifar10__test_error=7.44),
+        _row("LR-net, ternary", "ternary", mnist__test_error=0.50, cifar10__test_error=6.74),
+        _row("Full precision reference", "full_precision", mnist__test_error=0.52,
+             cifar10__test_error=6.63),
+    ),
+)
+
+# Shayer et al. 2018, Table 2 (ImageNet, ResNet-18).
+TABLE2 = TableSpec(
+    "table2", "Table 2: test error (%) on ImageNet, ResNet-18", ("imagenet",),
+    (("test_error", "top-1"), ("test_error_top5", "top-5")),
+    (
+        _row("Binary-Weight-Network", "bwn", imagenet__test_error=39.2,
+             imagenet__test_error_top5=17.0),
+        _row("XNOR-Net", None, imagenet__test_error=48.8, imagenet__test_error_top5=26.8),
+        _row("LR-net, binary", "binary", imagenet__test_error=40.1,
+             imagenet__test_error_top5=17.7),
+        _row("Ternary Weight Network", "twn", imagenet__test_error=38.2,
+             imagenet__test_error_top5=15.8),
+        _row("LR-net, ternary", "ternary", imagenet__test_error=36.5,
+             imagenet__test_error_top5=15.2),
+        _row("Full precision reference", "full_precision", imagenet__test_error=30.43,
+             imagenet__test_error_top5=10.76),
+    ),
+    overrides=("eval.top5=true",),
+)
+
+
+def available_modes() -> list[str]:
+    """Every mode the framework has (``conf/mode/*.yaml``)."""
+    return sorted(path.stem for path in (CONF_DIR / "mode").glob("*.yaml"))
+
+
+def table_modes(spec: TableSpec, modes: list[str]) -> list[str]:
+    """``modes`` in table order: the paper's rows first, then the others alphabetically."""
+    paper = [row.mode for row in spec.paper if row.mode in modes]
+    return paper + sorted(set(modes) - set(paper))
+
+
+def table_cells(spec: TableSpec, modes: list[str], datasets: list[str]
+                ) -> dict[tuple[str, str], Cell]:
+    """One cell per (data set, mode): ``experiment=paper/<dataset>_<mode>`` where that config
+    exists (the paper's settings), else ``dataset=<dataset> mode=<mode>``."""
+    cells = {}
+    for dataset in datasets:
+        for mode in modes:
+            experiment = f"paper/{dataset}_{mode}"
+            if (CONF_DIR / "experiment" / f"{experiment}.yaml").is_file():
+                base = [f"experiment={experiment}"]
+            else:
+                base = [f"dataset={dataset}", f"mode={mode}"]
+            cells[dataset, mode] = Cell(f"{dataset}_{mode}", (*base, *spec.overrides))
+    return cells
+
+
+@dataclass
+class CellRow:
+    """One row of a table: the paper's figures and what the runs of a cell measured."""
+
+    dataset: str
+    method: str
+    mode: str
+    paper: dict[str, float | None]
+    ours: dict[str, tuple[float, float | None] | None] = field(default_factory=dict)
+    seeds: int = 0
+    seeds_planned: int = 0
+    epochs_run: list[int] = field(default_factory=list)
+    epochs_full: int | None = None
+    status: str = ""
+    overrides: str = ""
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value), in percent."""
+    percent = [100 * v for v in values]
+    return statistics.fmean(percent), statistics.stdev(percent) if len(percent) > 1 else None
+
+
+def _run_overrides(folder: Path, cell: Cell) -> list[str]:
+    """The overrides a run was started with beyond its cell's and its seed (the shortened
+    schedule, limits, ...), from ``.hydra/overrides.yaml``."""
+    path = folder / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    skip = set(cell.overrides) | {"ckpt_path=last"}
+    return [o for o in OmegaConf.load(path) if o not in skip and not o.startswith("seed=")]
+
+
+def cell_row(spec: TableSpec, cell: Cell, dataset: str, mode: str, seeds: list[int],
+             runs_dir: Path) -> CellRow:
+    paper = next((r for r in spec.paper if r.mode == mode), None)
+    row = CellRow(dataset, paper.method if paper else mode, mode,
+                  {key: paper.errors.get((dataset, key)) if paper else None
+                   for key, _ in spec.metrics}, seeds_planned=len(seeds))
+    row.epochs_full = compose_config(list(cell.overrides)).train.epochs
+    runs = cell_runs(runs_dir, cell, seeds)
+    done = {s: r for s, r in runs.items() if r is not None and r.get("status") == "completed"}
+    row.seeds = len(done)
+    row.epochs_run = sorted({r["epochs"] for r in done.values()})
+    for key, _ in spec.metrics:
+        values = [r[key] for r in done.values() if r.get(key) is not None]
+        row.ours[key] = mean_std(values) if values else None
+    problems = [f"seed {s}: {'not run' if r is None else r.get('status')}"
+                for s, r in runs.items() if s not in done]
+    row.status = "; ".join(problems) or "ok"
+    overrides = {" ".join(_run_overrides(seed_folder(runs_dir, cell, s), cell)) for s in done}
+    row.overrides = " | ".join(sorted(overrides))
+    return row
+
+
+def paper_only_rows(spec: TableSpec, datasets: list[str]) -> list[CellRow]:
+    """The paper's methods that have no mode here (BNN, XNOR-Net): the paper's figure only."""
+    return [CellRow(dataset, row.method, "—",
+                    {key: row.errors.get((dataset, key)) for key, _ in spec.metrics},
+                    status="no such mode in conf/mode/")
+            for dataset in datasets for row in spec.paper if row.mode is None]
+
+
+def build_rows(spec: TableSpec, cells: dict[tuple[str, str], Cell], datasets: list[str],
+               seeds: list[int], runs_dir: Path) -> list[CellRow]:
+    """The cells' rows and the paper's rows without a mode, by data set in the paper's order."""
+    rows = paper_only_rows(spec, datasets)
+    rows += [cell_row(spec, cell, dataset, mode, seeds, runs_dir)
+             for (dataset, mode), cell in cells.items()]
+    order = {row.method: i for i, row in enumerate(spec.paper)}
+    rows.sort(key=lambda r: (datasets.index(r.dataset), order.get(r.method, len(order)), r.method))
+    return rows
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _ours(value: tuple[float, float | None] | None) -> str:
+    if value is None:
+        return "—"
+    mean, std = value
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def _epochs(row: CellRow) -> str:
+    """``2 of 190`` (or ``1–2 of 190`` when seeds differ): epochs run, of the full schedule."""
+    if not row.epochs_run:
+        return "—"
+    run = "–".join(str(e) for e in dict.fromkeys((row.epochs_run[0], row.epochs_run[-1])))
+    return f"{run} of {row.epochs_full}"
+
+
+def cifar10_note(rows: list[CellRow]) -> str | None:
+    """A footnote when the CIFAR-10 files the runs read (``dataset.root``, else
+    ``$LRNETS_DATA``, else ``./data``, at the time the table is written) are not the official
+    release, such as the offline JPEG re-encoding."""
+    if not any(row.dataset == "cifar10" and row.seeds for row in rows):
+        return None
+    folder = data_root(compose_config(["dataset=cifar10"]).dataset.root) / CIFAR_DIR
+    if not folder.is_dir() or cifar10_matches_release(folder):
+        return None
+    return (f"CIFAR-10: the batches in {folder} are not the official release (their checksums "
+            f"differ; the offline copy is a JPEG re-encoding of the images), so these errors "
+            f"are not exactly comparable with the paper's.")
+
+
+def markdown(spec: TableSpec, rows: list[CellRow], seeds: list[int], runs_dir: Path) -> str:
+    """One table per data set; distinct override sets of the runs become numbered notes."""
+    error_columns = [name if len(spec.metrics) == 1 else f"{name}, {label}"
+                     for _, label in spec.metrics for name in ("ours", "paper")]
+    header = ["method", "mode", *error_columns, "epochs run", "seeds", "runs' overrides", "status"]
+    override_sets = sorted({row.overrides for row in rows if row.overrides})
+    notes = {text: f"[{i + 1}]" for i, text in enumerate(override_sets)}
+    lines = [f"# {spec.title}", "",
+             "*ours*: test error of the discrete network chosen on the validation split "
+             "(sec. 4.4; the network itself for full-precision and straight-through runs), mean "
+             "± sample standard deviation over seeds. *paper*: the figure printed in Shayer, Levi "
+             "& Fetaya (ICLR 2018), not measured here. *epochs run of N*: N is the paper "
+             "config's full schedule.", ""]
+    for dataset in dict.fromkeys(row.dataset for row in rows):
+        lines += [f"## {DATASET_NAMES.get(dataset, dataset)}", "",
+                  "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for row in (r for r in rows if r.dataset == dataset):
+            errors = [c for key, _ in spec.metrics
+                      for c in (_ours(row.ours.get(key)), _percent(row.paper[key]))]
+            seeds_text = f"{row.seeds}/{row.seeds_planned}" if row.seeds_planned else "—"
+            lines.append("| " + " | ".join([row.method, row.mode, *errors, _epochs(row), seeds_text,
+                                            notes.get(row.overrides, ""), row.status]) + " |")
+        lines.append("")
+    if notes:
+        lines += ["Runs' overrides beyond the cell's config and seed:", ""]
+        lines += [f"- {mark} `{text}`" for text, mark in notes.items()]
+        lines.append("")
+    note = cifar10_note(rows)
+    if note:
+        lines += [f"Note: {note}", ""]
+    lines.append(f"Seeds {', '.join(map(str, seeds))}; runs in `{runs_dir}`; written "
+                 f"{datetime.now():%Y-%m-%d %H:%M}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, spec: TableSpec, rows: list[CellRow]) -> None:
+    fields = ["dataset", "method", "mode"]
+    for key, _ in spec.metrics:
+        fields += [f"{key}_mean_percent", f"{key}_std_percent", f"paper_{key}_percent"]
+    fields += ["seeds", "seeds_planned", "epochs_run", "epochs_full_schedule", "overrides", "status"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            record = {"dataset": row.dataset, "method": row.method, "mode": row.mode,
+                      "seeds": row.seeds, "seeds_planned": row.seeds_planned,
+                      "epochs_run": " ".join(map(str, row.epochs_run)),
+                      "epochs_full_schedule": row.epochs_full, "overrides": row.overrides,
+                      "status": row.status}
+            for key, _ in spec.metrics:
+                mean, std = row.ours.get(key) or (None, None)
+                record.update({f"{key}_mean_percent": mean, f"{key}_std_percent": std,
+                               f"paper_{key}_percent": row.paper[key]})
+            writer.writerow(record)
+
+
+def write_table(spec: TableSpec, rows: list[CellRow], seeds: list[int], runs_dir: Path,
+                out: Path) -> tuple[Path, Path]:
+    """``<out>/<table>.md`` and ``<out>/<table>.csv``."""
+    out.mkdir(parents=True, exist_ok=True)
+    md, table_csv = out / f"{spec.name}.md", out / f"{spec.name}.csv"
+    md.write_text(markdown(spec, rows, seeds, runs_dir))
+    write_csv(table_csv, spec, rows)
+    return md, table_csv
+
+
+def add_table_arguments(parser: argparse.ArgumentParser, spec: TableSpec) -> None:
+    """The options both table scripts share."""
+    parser.add_argument("overrides", nargs="*",
+                        help="Hydra overrides for every run, e.g. +trainer.limit_train_batches=20")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per cell (default 1)")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
+                        help="multiply every schedule (epochs, milestones, the reference's) by F")
+    parser.add_argument("--modes", nargs="+", metavar="MODE",
+                        help="modes of conf/mode/ to run (default: all of them)")
+    parser.add_argument("--datasets", nargs="+", choices=spec.datasets, default=list(spec.datasets))
+    parser.add_argument("--runs-dir", type=Path, default=Path(f"outputs/tables/{spec.name}_runs"),
+                        help="where the runs go, one folder per cell and seed; completed runs "
+                             "there are collected, not run again")
+    parser.add_argument("--collect", type=Path, metavar="DIR",
+                        help="run nothing: tabulate the runs already in DIR (a --runs-dir)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/tables"),
+                        help=f"folder of {spec.name}.md and {spec.name}.csv")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+
+
+def reproduce_table(spec: TableSpec, args: argparse.Namespace) -> dict:
+    """Train the cells' missing runs (unless ``--collect`` or ``--dry-run``), then write the
+    table. Raises ``ConfigError`` for unknown modes and bad overrides."""
+    check_extra_overrides(args.overrides)
+    known = available_modes()
+    unknown = sorted(set(args.modes or []) - set(known))
+    if unknown:
+        raise ConfigError(f"--modes {' '.join(unknown)}: no such mode; conf/mode/ has "
+                          f"{', '.join(known)}.")
+    modes = table_modes(spec, args.modes or known)
+    seeds = list(range(args.seeds))
+    runs_dir = (args.collect or args.runs_dir).resolve()
+    cells = table_cells(spec, modes, args.datasets)
+    failed = [] if args.collect else run_cells(list(cells.values()), seeds, runs_dir,
+                                               args.epochs_scale, args.overrides, args.dry_run)
+    if args.dry_run:
+        return {"failed": failed}
+    rows = build_rows(spec, cells, args.datasets, seeds, runs_dir)
+    md, table_csv = write_table(spec, rows, seeds, runs_dir, args.out)
+    print(md.read_text())
+    print(f"written: {md}, {table_csv}")
+    return {"markdown": str(md), "csv": str(table_csv), "failed": failed,
+            "rows": [asdict(row) for row in rows]}
