@@ -6,6 +6,7 @@ from hydra.utils import instantiate
 
 from lrnets.data import build_datamodule
 from lrnets.evaluation import discrete_layers
+from lrnets.quantized_layers import quantized_layers
 from lrnets.reference import CONF_DIR
 from lrnets.run import build_network
 from tests.conftest import compose_config
@@ -30,7 +31,8 @@ def test_group_choice_composes_and_builds(tmp_path, group, choice):
         assert cfg.train.epochs == 1 and cfg.init.reference.epochs == 1
     if group in ("arch", "mode", "dataset"):
         model = _build(cfg)
-        assert bool(discrete_layers(model)) == (cfg.mode.name != "full_precision")
+        discrete = discrete_layers(model) or quantized_layers(model)
+        assert bool(discrete) == (cfg.mode.name != "full_precision")
     if group == "trainer":
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
         assert trainer.max_epochs == cfg.train.epochs

@@ -29,6 +29,16 @@ def check_config(cfg: DictConfig) -> None:
              mode.first_layer, "choose 'discrete' or 'full_precision'")
     _require(mode.weight_decay_scope in ("last", "all"), "mode.weight_decay_scope",
              mode.weight_decay_scope, "choose 'last' (the softmax layer only) or 'all'")
+    clip = mode.layers.get("clip")  # straight-through modes
+    _require(clip is None or clip > 0, "mode.layers.clip", clip,
+             "use a positive bound for the latent weights, or null for none")
+    sampler = mode.layers.get("sampler") or {}  # sampled-weight modes (Gumbel-softmax)
+    if "temperature" in sampler:
+        _require(sampler.temperature is not None and sampler.temperature > 0,
+                 "mode.layers.sampler.temperature", sampler.temperature, "use a temperature > 0")
+    initial = sampler.get("initial_temperature")
+    _require(initial is None or initial > 0, "mode.layers.sampler.initial_temperature", initial,
+             "use a temperature > 0, or null for a constant temperature")
     _require(0 < init.p_min < 1, "init.p_min", init.p_min, "a probability strictly between 0 and 1")
     _require(0 < init.p_max < 1, "init.p_max", init.p_max, "a probability strictly between 0 and 1")
     _require(init.p_min < init.p_max, "init.p_min", init.p_min,

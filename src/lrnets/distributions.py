@@ -205,3 +205,38 @@ class TernaryWeights(WeightDistribution):
         p_plus = (0.5 * (1 + weight / (1 - p_zero))).clamp(p_min, p_max)
         self.a.copy_(_logit(p_zero))
         self.b.copy_(_logit(p_plus))
+
+class HardSigmoidBinaryWeights(WeightDistribution):
+    """w in {-1, +1} with P(w = +1) = hard_sigmoid(r) = clip((r + 1) / 2, 0, 1) of a real latent
+    weight r kept in [-1, 1]: stochastic BinaryConnect (Courbariaux et al. 2015, eq. 2-3).
+    Its mean is r itself, so a straight-through sample hands r the gradient of the sample."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__(shape, (-1.0, 1.0))
+        self.latent = nn.Parameter(torch.zeros(shape))
+
+    def logits(self) -> list[Tensor]:
+        return [self.latent]
+
+    def bernoulli_probabilities(self) -> dict[str, Tensor]:
+        return {"p_plus": ((self.latent + 1) / 2).clamp(0, 1)}
+
+    def probs(self) -> Tensor:
+        p_plus = self.bernoulli_probabilities()["p_plus"]
+        return torch.stack([1 - p_plus, p_plus], -1)
+
+    def mean(self) -> Tensor:
+        return self.latent.clamp(-1, 1)
+
+    def variance(self) -> Tensor:
+        return 1 - self.mean().square()
+
+    @torch.no_grad()
+    def init_from_weights(self, weight: Tensor, p_min: float, p_max: float) -> None:
+        """As ``BinaryWeights`` (eq. 8 with p(w = 0) = 0): P(+1) = (1 + w) / 2, clipped."""
+        self.latent.copy_(2 * (0.5 * (1 + weight)).clamp(p_min, p_max) - 1)
+
+    @torch.no_grad()
+    def after_optimizer_step(self, progress: float) -> None:
+        """BinaryConnect's clip of the latent weight to [-1, 1] after every update."""
+        self.latent.clamp_(-1, 1)

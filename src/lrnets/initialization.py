@@ -2,9 +2,9 @@
 
 Each discrete layer's pretrained weight tensor is divided by its standard deviation (so it
 lies mostly in [-1, 1]) and handed to the layer's distribution, which applies eq. 6-8 with
-p_min / p_max clipping. Batch-norm parameters and the last layer are not transferred; a
-full-precision layer kept in a discrete network (the first layer of binary ResNet-18) gets
-the pretrained weight as it is.
+p_min / p_max clipping, or, for a straight-through layer, becomes its latent weight.
+Batch-norm parameters and the last layer are not transferred; a full-precision layer kept in a
+discrete network (the first layer of binary ResNet-18) gets the pretrained weight as it is.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from lrnets.errors import ConfigError
 from lrnets.layers import LRLayer
+from lrnets.quantized_layers import QuantizedLayer
 
 
 def load_network_state(path: str | Path) -> dict[str, Tensor]:
@@ -76,6 +77,8 @@ def init_from_full_precision(model: nn.Module, state: dict[str, Tensor], p_min: 
         weight = state[f"{name}.weight"].float()
         if isinstance(layer, LRLayer):
             layer.distribution.init_from_weights(weight / weight.std(), p_min, p_max)
+        elif isinstance(layer, QuantizedLayer):
+            layer.init_from_weights(weight / weight.std())
         else:
             layer.weight.copy_(weight)
 
@@ -85,3 +88,5 @@ def random_init(model: nn.Module, p_min: float, p_max: float) -> None:
     for module in model.modules():
         if isinstance(module, LRLayer):
             module.distribution.random_init(p_min, p_max)
+        elif isinstance(module, QuantizedLayer):
+            module.init_from_weights(torch.randn_like(module.weight))

@@ -36,6 +36,10 @@ class LRNetModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.model = model
         self.distributions = [m for m in model.modules() if isinstance(m, WeightDistribution)]
+        # Latent-weight clips (BinaryConnect) and temperature schedules (Gumbel-softmax).
+        self.step_hooks = [m.after_optimizer_step for m in model.modules()
+                           if hasattr(m, "after_optimizer_step")]
+
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -93,6 +97,19 @@ class LRNetModule(pl.LightningModule):
             "other": {"lr": hp.lr, "weight_decay": 0.0},
         }
         return [{"params": params, **settings[key]} for key, params in groups.items() if params]
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """Adam's update, then every ``after_optimizer_step(progress)`` hook of the network."""
+        super().optimizer_step(*args, **kwargs)
+        self._run_step_hooks(self.trainer.global_step + 1)  # this step is counted after the hook
+
+    def on_train_start(self) -> None:
+        self._run_step_hooks(self.trainer.global_step)  # a resumed run continues its schedules
+
+    def _run_step_hooks(self, steps_done: int) -> None:
+        progress = min(1.0, steps_done / max(1, self.trainer.estimated_stepping_batches))
+        for hook in self.step_hooks:
+            hook(progress)
 
     def configure_optimizers(self):
         hp = self.hparams

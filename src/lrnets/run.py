@@ -31,6 +31,7 @@ from lrnets.initialization import init_from_full_precision, load_network_state, 
 from lrnets.layers import FullPrecisionLayers
 from lrnets.models import ARCHITECTURES, Network
 from lrnets.module import LRNetModule
+from lrnets.quantized_layers import quantized_layers, weight_multiplications
 from lrnets.reference import NETWORK_FILE, obtain_reference
 
 
@@ -48,7 +49,7 @@ def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_siz
 
 def initialise(model: Network, cfg: DictConfig) -> dict:
     """Set the weight distributions (sec. 4.1); returns what the results file records."""
-    if not discrete_layers(model):
+    if not discrete_layers(model) and not quantized_layers(model):
         return {"init": "default"}
     init = cfg.init
     if init.name == "random":
@@ -139,6 +140,8 @@ def train(cfg: DictConfig) -> dict:
     else:
         results["val_error"] = 1 - accuracy(model, data.val, data.transform, data.reduce)
         results["test_error"] = 1 - accuracy(model, data.test, data.transform, data.reduce)
+    if (multiplications := weight_multiplications(model)) is not None:  # straight-through nets
+        results["multiplications"] = multiplications
     if cfg.eval.top5:  # Table 2 (ImageNet): top-5 error of the reported network
         with chosen_network(model, selection) if discrete else nullcontext():
             results["test_error_top5"] = 1 - accuracy(model, data.test, data.transform,
