@@ -1,9 +1,15 @@
 """Checks of config values that would otherwise fail late or silently (one paragraph each)."""
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lrnets.errors import ConfigError
+
+# Numeric options and their type; command-line values arrive as whatever YAML makes of them.
+INTEGERS = ("seed", "train.epochs", "train.batch_size", "dataset.val_size", "eval.num_samples",
+            "eval.every_n_epochs", "eval.recalibration_batches")
+NUMBERS = ("train.lr", "train.lr_gamma", "train.dropout", "train.weight_decay",
+           "mode.probability_decay", "mode.beta", "init.p_min", "init.p_max")
 
 
 def _require(ok: bool, option: str, value: object, allowed: str) -> None:
@@ -11,8 +17,20 @@ def _require(ok: bool, option: str, value: object, allowed: str) -> None:
         raise ConfigError(f"{option}={value!r} is not allowed: {allowed}.")
 
 
+def _check_types(cfg: DictConfig) -> None:
+    for option in INTEGERS + NUMBERS:
+        value = OmegaConf.select(cfg, option)
+        kinds = int if option in INTEGERS else (int, float)
+        _require(isinstance(value, kinds) and not isinstance(value, bool), option, value,
+                 "use an integer" if option in INTEGERS else "use a number")
+    milestones = cfg.train.lr_milestones
+    _require(OmegaConf.is_list(milestones) and all(type(m) is int for m in milestones),
+             "train.lr_milestones", milestones, "use a list of epochs, such as [100, 150]")
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` for the first value outside its allowed range."""
+    """Raise ``ConfigError`` for the first value of the wrong type or outside its range."""
+    _check_types(cfg)
     train, init, mode, ev = cfg.train, cfg.init, cfg.mode, cfg.eval
     _require(train.epochs >= 0, "train.epochs", train.epochs, "use a number of epochs >= 0")
     _require(train.batch_size >= 1, "train.batch_size", train.batch_size, "use a batch size >= 1")

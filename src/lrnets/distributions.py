@@ -206,6 +206,7 @@ class TernaryWeights(WeightDistribution):
         self.a.copy_(_logit(p_zero))
         self.b.copy_(_logit(p_plus))
 
+
 class HardSigmoidBinaryWeights(WeightDistribution):
     """w in {-1, +1} with P(w = +1) = hard_sigmoid(r) = clip((r + 1) / 2, 0, 1) of a real latent
     weight r kept in [-1, 1]: stochastic BinaryConnect (Courbariaux et al. 2015, eq. 2-3).

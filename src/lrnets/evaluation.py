@@ -114,6 +114,15 @@ def accuracy(model: nn.Module, loader: Iterable, transform: nn.Module,
     return (counts[0] / counts[1].clamp_min(1)).item()
 
 
+@torch.no_grad()
+def predictions(model: nn.Module, loader: Iterable, transform: nn.Module) -> Tensor:
+    """The class ``model`` (in eval mode) predicts for every example of ``loader``, on the CPU."""
+    device = next(model.parameters()).device
+    model.eval()
+    return torch.cat([model(transform(x.to(device), train=False)).argmax(-1).cpu()
+                      for x, _ in loader])
+
+
 @contextmanager
 def chosen_network(model: nn.Module, selection: Selection) -> Iterator[None]:
     """Run ``model`` as the network ``select_discrete_network`` chose: its discrete weights and

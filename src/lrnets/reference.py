@@ -15,6 +15,9 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from lrnets.errors import RunStopped
+from lrnets.resume import LAST
+
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 NETWORK_FILE = Path("checkpoints") / "network.pt"
 
@@ -56,11 +59,21 @@ def reference_config(cfg: DictConfig) -> DictConfig:
 def obtain_reference(cfg: DictConfig, train: Callable[[DictConfig], dict]) -> Path:
     """Path of the reference network's weights, training the reference first if needed."""
     ref_cfg = reference_config(cfg)
-    path = Path(ref_cfg.paths.output_dir) / NETWORK_FILE
-    if not path.is_file():
-        print(f"Training the full-precision reference into {ref_cfg.paths.output_dir} "
-              "(later discrete runs with the same data, arch and seed reuse it).")
-        train(ref_cfg)
-    else:
+    folder = Path(ref_cfg.paths.output_dir)
+    path = folder / NETWORK_FILE
+    if path.is_file():
         print(f"Reusing the full-precision reference {path}")
+        return path
+    if (folder / LAST).is_file():  # an earlier training of it stopped
+        ref_cfg.ckpt_path = "last"
+        print(f"Continuing the full-precision reference in {folder} from its last epoch.")
+    else:
+        print(f"Training the full-precision reference into {folder} "
+              "(later discrete runs with the same data, arch and seed reuse it).")
+    try:
+        train(ref_cfg)
+    except RunStopped as err:
+        raise RunStopped(f"The full-precision reference trained first for this run stopped: "
+                         f"{err.reason}", "Run the same command again to continue it.",
+                         err.exit_code) from None
     return path

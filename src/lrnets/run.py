@@ -16,7 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -26,13 +26,16 @@ from lrnets.data import build_datamodule
 from lrnets.distributed import all_ranks, examples_counted, rank_shard
 from lrnets.errors import ConfigError
 from lrnets.evaluation import (EvalData, Selection, accuracy, chosen_network, discrete_layers,
-                               select_discrete_network)
+                               predictions, select_discrete_network)
+from lrnets.faults import INTERRUPTED, FiniteLoss, InterruptCheckpoint, stopped_run
 from lrnets.initialization import init_from_full_precision, load_network_state, random_init
 from lrnets.layers import FullPrecisionLayers
 from lrnets.models import ARCHITECTURES, Network
 from lrnets.module import LRNetModule
 from lrnets.quantized_layers import quantized_layers, weight_multiplications
 from lrnets.reference import NETWORK_FILE, obtain_reference
+from lrnets.resume import RecordConfig, resume_checkpoint, resume_hint
+from lrnets.seeding import EpochSeed
 
 
 def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> Network:
@@ -62,8 +65,10 @@ def initialise(model: Network, cfg: DictConfig) -> dict:
 
 def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
     callbacks: list[pl.Callback] = [
-        ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0),
+        # last.ckpt after every epoch (save_last=True alone writes it when training ends)
+        ModelCheckpoint(dirpath=out / "checkpoints", filename="last", enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
+        EpochSeed(cfg.seed), RecordConfig(cfg), FiniteLoss(), InterruptCheckpoint(out / INTERRUPTED),
     ]
     if discrete:
         callbacks.append(DistributionMonitor())
@@ -91,11 +96,26 @@ def save_discrete_network(path: Path, model: Network, selection: Selection, meta
     }, path)
 
 
+def discrete_meta(cfg: DictConfig, dm: pl.LightningDataModule, chosen: dict,
+                  test_predictions: torch.Tensor) -> dict:
+    """What ``discrete.pt`` records besides the weights: enough to rebuild the network and its
+    test data without the run's folder, and the chosen network's predicted class for every test
+    example, which an export must reproduce (``lrnets.export``)."""
+    return {
+        "dataset": cfg.dataset.name, "arch": cfg.arch.name, "mode": cfg.mode.name, "seed": cfg.seed,
+        "first_layer": cfg.mode.first_layer, "in_channels": dm.in_channels,
+        "num_classes": dm.num_classes, "image_size": dm.image_size,
+        "data": OmegaConf.to_container(cfg.dataset, resolve=True), "chosen": chosen,
+        "test_predictions": test_predictions,
+    }
+
+
 def train(cfg: DictConfig) -> dict:
     """Run the experiment ``cfg`` describes; return (and write) its results."""
     check_config(cfg)
     started = time.time()
     out = Path(cfg.paths.output_dir)
+    resume_from = resume_checkpoint(cfg, out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
     dm = build_datamodule(cfg.dataset, batch_size=cfg.train.batch_size, seed=cfg.seed,
@@ -110,7 +130,11 @@ def train(cfg: DictConfig) -> dict:
         beta=cfg.mode.beta, logit_lr=cfg.train.get("logit_lr"),
     )
     trainer = build_trainer(cfg, out, discrete)
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+    except BaseException as err:
+        _record_stop(err, trainer, cfg, out)
+        raise
     if trainer.is_global_zero:
         torch.save({"state_dict": model.state_dict()}, out / NETWORK_FILE)
     trainer.strategy.barrier()  # other ranks may load it next (the reference of a discrete run)
@@ -135,27 +159,51 @@ def train(cfg: DictConfig) -> dict:
         results["selection"] = summary
         results["chosen_by_rank"] = all_ranks(summary["chosen"]["name"], trainer)
         if trainer.is_global_zero:
+            with chosen_network(model, selection):
+                test_predictions = predictions(model, dm.test_dataloader(), dm.batch_transform)
             save_discrete_network(out / "checkpoints" / "discrete.pt", model, selection,
-                                  {k: results[k] for k in ("dataset", "arch", "mode", "seed")})
+                                  discrete_meta(cfg, dm, summary["chosen"], test_predictions))
     else:
         results["val_error"] = 1 - accuracy(model, data.val, data.transform, data.reduce)
         results["test_error"] = 1 - accuracy(model, data.test, data.transform, data.reduce)
-    if (multiplications := weight_multiplications(model)) is not None:  # straight-through nets
-        results["multiplications"] = multiplications
     if cfg.eval.top5:  # Table 2 (ImageNet): top-5 error of the reported network
         with chosen_network(model, selection) if discrete else nullcontext():
             results["test_error_top5"] = 1 - accuracy(model, data.test, data.transform,
                                                       data.reduce, top_k=5)
+    if (multiplications := weight_multiplications(model)) is not None:  # straight-through nets
+        results["multiplications"] = multiplications
+    if resume_from is not None:
+        results["resumed_from"] = str(resume_from)
     results["wall_time_s"] = round(time.time() - started, 1)
-    results["paths"] = {
-        "run_dir": str(out), "results": str(out / "results.json"),
-        "checkpoints": str(out / "checkpoints"), "tensorboard": str(out / "tensorboard"),
-    }
+    results["paths"] = _paths(out)
     _log_final(trainer, results)
     if trainer.is_global_zero:
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        _write_results(out, results)
         _print_summary(results)
     return results
+
+
+def _paths(out: Path) -> dict:
+    return {"run_dir": str(out), "results": str(out / "results.json"),
+            "checkpoints": str(out / "checkpoints"), "tensorboard": str(out / "tensorboard")}
+
+
+def _write_results(out: Path, results: dict) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _record_stop(err: BaseException, trainer: pl.Trainer, cfg: DictConfig, out: Path) -> None:
+    """If ``err`` is an interruption or a diverged loss (``lrnets.faults``), write the results
+    file with that status and raise ``RunStopped``; otherwise return."""
+    stop = stopped_run(err, trainer, out, resume_hint(out))
+    if stop is None:
+        return
+    results = {"dataset": cfg.dataset.name, "arch": cfg.arch.name, "mode": cfg.mode.name,
+               "seed": cfg.seed, **stop.results, "epochs_configured": cfg.train.epochs,
+               "paths": _paths(out)}
+    if trainer.is_global_zero:
+        _write_results(out, results)
+    raise stop.error from None
 
 
 def _errors(summary: dict) -> dict:

@@ -41,6 +41,10 @@ def _missing(name: str, root: Path, expected: str, download: bool, reason: str =
     )
 
 
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+
+
 def load_mnist_like(name: str, root: Path, download: bool) -> tuple[Arrays, Arrays]:
     """MNIST or Fashion-MNIST as (train, test) uint8 tensors of shape (N, 1, 28, 28)."""
     cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
@@ -49,13 +53,19 @@ def load_mnist_like(name: str, root: Path, download: bool) -> tuple[Arrays, Arra
     for train in (True, False):
         try:
             ds = cls(str(root), train=train, download=download)
-        except RuntimeError as err:
-            raise _missing(name, root, raw, download, str(err).splitlines()[0]) from None
-        except Exception as err:  # corrupted or truncated IDX files
+        except Exception as err:
+            first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if not all((root / raw / f).is_file() for f in IDX_FILES):  # absent, not downloaded
+                raise _missing(name, root, raw, download, first_line) from None
             raise DataError(
-                f"dataset={name}: the IDX files in {root / raw} cannot be read ({err}). "
+                f"dataset={name}: the IDX files in {root / raw} cannot be read ({first_line}). "
                 f"They are truncated or corrupted: replace them with the official files."
             ) from None
+        if len(ds.data) != len(ds.targets):
+            raise DataError(f"dataset={name}: the IDX files in {root / raw} hold {len(ds.data)} "
+                            f"images and {len(ds.targets)} labels for the "
+                            f"{'training' if train else 'test'} split; replace them with the "
+                            f"official files.")
         splits.append((ds.data.unsqueeze(1).contiguous(), ds.targets.long()))
     return splits[0], splits[1]
 

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 from lrnets.data.files import Arrays, DataError
 from lrnets.data.transforms import Passthrough
+from lrnets.seeding import EpochShuffledSampler
 
 SPLIT_SEED = 0
 
@@ -76,8 +78,13 @@ class _Loaders(pl.LightningDataModule):
         return self.batch_transform(x, train=self.trainer.training), y
 
     def _loader(self, dataset: Dataset, shuffle: bool, seed_offset: int = 0) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed + seed_offset) if shuffle else None
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
+        """Shuffled loaders draw a new order every epoch from (seed, epoch) alone, so a resumed
+        run sees the batches an uninterrupted one would (``lrnets.seeding``). The generator
+        seeds worker processes, and keeps loaders from drawing on the global random stream."""
+        seed = self.seed + seed_offset
+        sampler = EpochShuffledSampler(dataset, seed) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+                          generator=torch.Generator().manual_seed(seed),
                           num_workers=self.num_workers, collate_fn=self.collate,
                           persistent_workers=self.num_workers > 0)
 
@@ -121,6 +128,15 @@ class InMemoryDataModule(_Loaders):
                 dataset.to_(self.trainer.strategy.root_device)
 
 
+def _load_image(path: str) -> Image.Image:
+    """torchvision's image reader, with an error that names a file it cannot read."""
+    try:
+        return datasets.folder.default_loader(path)
+    except OSError as err:  # PIL's UnidentifiedImageError and truncated files included
+        raise DataError(f"dataset=imagenet: the image {path} cannot be read ({err}); replace "
+                        f"or remove it.") from None
+
+
 class ImageFolderDataModule(_Loaders):
     """ImageNet-style trees ``<root>/train/<class>/*`` and ``<root>/val/<class>/*`` (sec. 5.3):
     shorter side ``resize``, random ``image_size`` crop and flip for training, centre crop for
@@ -154,7 +170,7 @@ class ImageFolderDataModule(_Loaders):
             raise DataError(f"dataset=imagenet: {path} is not a folder; dataset.root must hold "
                             f"train/<class>/*.JPEG and val/<class>/*.JPEG.")
         try:
-            return datasets.ImageFolder(str(path), transform=tf)
+            return datasets.ImageFolder(str(path), transform=tf, loader=_load_image)
         except FileNotFoundError as err:
             raise DataError(f"dataset=imagenet: {err} (in {path}); every class folder needs at "
                             f"least one image.") from None

@@ -1,0 +1,174 @@
+"""Exporting a run's chosen discrete network (``checkpoints/discrete.pt``) for inference.
+
+``lrnets-export CHECKPOINT OUT`` (CHECKPOINT: a run folder or its ``discrete.pt``) writes
+the folder OUT:
+
+- ``weights.bin``: the tensors back to back. The discrete layers' weights are packed at the bits
+  their value set needs (``lrnets.bitpacking``: 1 bit for binary, 2 for ternary); everything
+  else is float32, little-endian: each batch norm folded into a scale and a shift per channel,
+  the last layer and, where the run kept it so, the first layer.
+- ``manifest.json``: the architecture, the value set, each tensor's name, shape, encoding and
+  place in ``weights.bin``, the run's chosen network and its test accuracy, and a digest of its
+  test predictions (``lrnets-eval`` compares against it).
+- ``network.onnx`` with ``--onnx``: the same network as an ONNX graph, weights as uint8 indices.
+
+It prints the sizes and the ratio to the same network in float32. ``lrnets.inference`` loads it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lrnets.bitpacking import bits_for, pack
+from lrnets.errors import ConfigError
+from lrnets.inference import (MANIFEST, ONNX, WEIGHTS, fold_batch_norms, load_export, network_for,
+                              predictions_digest)
+from lrnets.models import Network
+
+DISCRETE_FILE = Path("checkpoints") / "discrete.pt"
+_META = ("arch", "first_layer", "in_channels", "num_classes", "image_size", "data", "chosen",
+         "test_predictions")
+
+
+def read_discrete_network(source: Path) -> dict:
+    """The contents of a run's ``discrete.pt`` (``source``: the file or the run folder)."""
+    path = source / DISCRETE_FILE if source.is_dir() else source
+    if not path.is_file():
+        raise ConfigError(f"CHECKPOINT={source} is not a discrete network: give the folder of a "
+                          f"binary or ternary run or its {DISCRETE_FILE} (full-precision runs "
+                          f"have none).")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several unrelated types for unreadable files
+        raise ConfigError(f"CHECKPOINT={path} cannot be read ({type(err).__name__}: "
+                          f"{err}).") from None
+    meta = saved.get("meta", {}) if isinstance(saved, dict) else {}
+    missing = [key for key in _META if key not in meta]
+    if missing:
+        raise ConfigError(f"CHECKPOINT={path} lacks {', '.join(missing)}: it is not a discrete.pt "
+                          f"of this version. Rerun the run's evaluation (ckpt_path=last in its "
+                          f"folder) to write it again.")
+    return saved
+
+
+def exported_network(saved: dict) -> tuple[Network, dict]:
+    """The inference network (``lrnets.inference``) holding the weights of ``discrete.pt``, and
+    its architecture entry for the manifest."""
+    meta = saved["meta"]
+    values = next(iter(saved["values"].values()))
+    architecture = {key: meta[key] for key in ("arch", "first_layer", "in_channels",
+                                                "num_classes", "image_size")}
+    architecture["values"] = values
+    state = dict(saved["state_dict"])
+    for name, indices in saved["weights"].items():
+        state[f"{name}.codes"] = indices.to(torch.uint8)
+        state[f"{name}.values"] = torch.tensor(saved["values"][name])
+    model = network_for(architecture)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ConfigError(f"the discrete network does not fit the {meta['arch']} architecture: "
+                          f"{' '.join(str(err).split())}") from None
+    fold_batch_norms(model)
+    return model, architecture
+
+
+def _tensor_bytes(name: str, tensor: Tensor, bits: int) -> tuple[dict, bytes]:
+    if name.endswith(".codes"):
+        return {"encoding": "packed", "bits": bits}, pack(tensor, bits)
+    return {"encoding": "float32"}, tensor.float().numpy().astype("<f4").tobytes()
+
+
+def export(source: Path, out: Path, with_onnx: bool = False) -> dict:
+    """Write the export of ``source`` (a run folder or ``discrete.pt``) into ``out``; return its
+    manifest, with the sizes under ``"size"``."""
+    saved = read_discrete_network(source)
+    meta = saved["meta"]
+    model, architecture = exported_network(saved)
+    bits = bits_for(len(architecture["values"]))
+    out.mkdir(parents=True, exist_ok=True)
+    entries, chunks, offset = [], [], 0
+    size = {"discrete_weights": 0, "discrete_bytes": 0, "float_values": 0}
+    for name, tensor in model.state_dict().items():
+        entry, data = _tensor_bytes(name, tensor, bits)
+        entries.append({"name": name, "shape": list(tensor.shape), **entry, "offset": offset,
+                        "nbytes": len(data)})
+        chunks.append(data)
+        offset += len(data)
+        if entry["encoding"] == "packed":
+            size["discrete_weights"] += tensor.numel()
+            size["discrete_bytes"] += len(data)
+        else:
+            size["float_values"] += tensor.numel()
+    (out / WEIGHTS).write_bytes(b"".join(chunks))
+    manifest = {
+        "format": "lrnets-export 1",
+        "dataset": meta["dataset"], "mode": meta["mode"], "seed": meta["seed"],
+        "architecture": architecture, "data": meta["data"], "chosen": meta["chosen"]["name"],
+        "input": "images transformed as for training (lrnets.data: batch_transform, eval mode), "
+                 "float32, NCHW",
+        "test": {"accuracy": meta["chosen"]["test_acc"],
+                 "predictions_sha256": predictions_digest(meta["test_predictions"])},
+        "tensors": entries,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    if with_onnx:
+        write_onnx(load_export(out)[0], architecture, out / ONNX)
+    size["export_bytes"] = sum(f.stat().st_size for f in (out / WEIGHTS, out / MANIFEST))
+    size["float32_bytes"] = 4 * (size["discrete_weights"] + size["float_values"])
+    return {**manifest, "size": size}
+
+
+def write_onnx(model: Network, architecture: dict, path: Path) -> None:
+    """``model`` as an ONNX graph with a dynamic batch size: input ``input``, output ``logits``."""
+    example = torch.zeros(2, architecture["in_channels"], architecture["image_size"],
+                          architecture["image_size"])
+    torch.onnx.export(model, (example,), str(path), input_names=["input"], verbose=False,
+                      output_names=["logits"], dynamo=True, external_data=False,
+                      dynamic_shapes=({0: torch.export.Dim("batch")},))
+
+
+def size_report(manifest: dict, out: Path) -> str:
+    size = manifest["size"]
+    bits = next(e["bits"] for e in manifest["tensors"] if e["encoding"] == "packed")
+    discrete_fp32 = 4 * size["discrete_weights"]
+    return (
+        f"Exported the {manifest['mode']} {manifest['architecture']['arch']} of the "
+        f"{manifest['dataset']} run ({manifest['chosen']}, test error "
+        f"{100 * (1 - manifest['test']['accuracy']):.2f}%) to {out}\n"
+        f"  discrete layers: {size['discrete_weights']:,} weights at {bits} bit(s): "
+        f"{size['discrete_bytes']:,} B, {discrete_fp32 / size['discrete_bytes']:.1f}x smaller "
+        f"than float32 ({discrete_fp32:,} B)\n"
+        f"  float32 values (folded batch norms, last layer, any full-precision layer): "
+        f"{size['float_values']:,} ({4 * size['float_values']:,} B)\n"
+        f"  export ({WEIGHTS} + {MANIFEST}): {size['export_bytes']:,} B, "
+        f"{size['float32_bytes'] / size['export_bytes']:.1f}x smaller than the float32 network "
+        f"({size['float32_bytes']:,} B)"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="lrnets-export",
+        description="Write a run's chosen discrete network with packed weights, for inference "
+                    "(lrnets.inference, lrnets-eval).")
+    parser.add_argument("checkpoint", type=Path,
+                        help="a binary or ternary run's folder or its checkpoints/discrete.pt")
+    parser.add_argument("out", type=Path, help="the folder to write")
+    parser.add_argument("--onnx", action="store_true",
+                        help=f"also write {ONNX} (needs the onnx packages: "
+                             f"pip install lrnets[export])")
+    args = parser.parse_args(argv)
+    try:
+        manifest = export(args.checkpoint, args.out, args.onnx)
+    except ConfigError as err:
+        print(f"lrnets-export: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(size_report(manifest, args.out))
+    if args.onnx:
+        print(f"  {ONNX}: {(args.out / ONNX).stat().st_size:,} B")

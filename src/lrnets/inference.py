@@ -1,0 +1,231 @@
+"""Running an exported discrete network (``lrnets-export``) in plain PyTorch, and ``lrnets-eval``.
+
+The network is the run's architecture from ``lrnets.models`` built from ordinary modules:
+every discrete layer holds its weights as indices into the value set (``codes``, uint8) and the
+values, and convolves with ``values[codes]``, weights in {-1, 0, 1} for a ternary net; every batch
+norm is folded into one scale and shift per channel (``ScaleShift``); the last layer, and a
+full-precision first layer, keep their float32 weights.
+
+``lrnets-eval EXPORT`` runs it on the test split of the run's data set and checks that its
+predictions are the ones the run's chosen network made (sec. 4.4), example by example; with
+``--onnx`` it runs ``network.onnx`` with onnxruntime too and compares it with PyTorch.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from lrnets.bitpacking import unpack
+from lrnets.data import build_datamodule
+from lrnets.errors import ConfigError
+from lrnets.evaluation import predictions
+from lrnets.layers import FullPrecisionLayers
+from lrnets.models import ARCHITECTURES, Network
+
+MANIFEST, WEIGHTS, ONNX = "manifest.json", "weights.bin", "network.onnx"
+
+
+class _DiscreteWeights(nn.Module):
+    """A weight tensor stored as ``codes`` (uint8 indices) into ``values``."""
+
+    def __init__(self, shape: tuple[int, ...], num_values: int):
+        super().__init__()
+        self.register_buffer("codes", torch.zeros(shape, dtype=torch.uint8))
+        self.register_buffer("values", torch.zeros(num_values))
+
+    def weight(self) -> Tensor:
+        return self.values[self.codes.long()]
+
+
+class DiscreteConv2d(_DiscreteWeights):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 padding: int, num_values: int):
+        super().__init__((out_channels, in_channels, kernel_size, kernel_size), num_values)
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight(), None, self.stride, self.padding)
+
+
+class DiscreteLinear(_DiscreteWeights):
+    def __init__(self, in_features: int, out_features: int, num_values: int):
+        super().__init__((out_features, in_features), num_values)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight())
+
+
+class DiscreteLayers:
+    """The layer family (``lrnets.models.LayerFamily``) of exported discrete layers."""
+
+    discrete = True
+
+    def __init__(self, num_values: int):
+        self.num_values = num_values
+
+    def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+             padding: int = 0) -> nn.Module:
+        return DiscreteConv2d(in_channels, out_channels, kernel_size, stride, padding,
+                              self.num_values)
+
+    def linear(self, in_features: int, out_features: int) -> nn.Module:
+        return DiscreteLinear(in_features, out_features, self.num_values)
+
+
+class ScaleShift(nn.Module):
+    """A batch norm folded into ``scale * x + shift`` per channel (dimension 1).
+
+    It is evaluated by PyTorch's batch-norm kernel with mean 0, variance 1 and eps 0, which
+    computes exactly that with the arithmetic the folded batch norm used, so on the CPU the
+    outputs equal those of the batch norm bit for bit.
+    """
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.register_buffer("scale", torch.ones(num_features))
+        self.register_buffer("shift", torch.zeros(num_features))
+        self.register_buffer("zero", torch.zeros(num_features), persistent=False)
+        self.register_buffer("one", torch.ones(num_features), persistent=False)
+
+    @classmethod
+    @torch.no_grad()
+    def fold(cls, bn: nn.modules.batchnorm._BatchNorm) -> ScaleShift:
+        """scale = gamma / sqrt(var + eps), shift = beta - mean * scale (one rounding, as the
+        kernel's fused multiply-add)."""
+        folded = cls(bn.num_features)
+        scale = torch.rsqrt(bn.running_var + bn.eps) * bn.weight
+        folded.scale.copy_(scale)
+        folded.shift.copy_(bn.bias.double() - bn.running_mean.double() * scale.double())
+        return folded
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.batch_norm(x, self.zero, self.one, self.scale, self.shift, False, 0.0, 0.0)
+
+
+def fold_batch_norms(model: nn.Module) -> None:
+    """Replace every batch norm of ``model`` by its ``ScaleShift``."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm):
+                setattr(parent, name, ScaleShift.fold(child))
+
+
+def network_for(architecture: dict) -> Network:
+    """The architecture an export's manifest describes, with its batch norms still in place."""
+    layers = DiscreteLayers(len(architecture["values"]))
+    first = FullPrecisionLayers() if architecture["first_layer"] == "full_precision" else layers
+    return ARCHITECTURES[architecture["arch"]](first, layers, architecture["in_channels"],
+                                               architecture["num_classes"],
+                                               architecture["image_size"], dropout=0.0)
+
+
+def predictions_digest(classes: Tensor) -> str:
+    """SHA-256 of predicted classes (int64, little-endian), to compare them without the data."""
+    return hashlib.sha256(classes.to(torch.int64).numpy().astype("<i8").tobytes()).hexdigest()
+
+
+def load_export(folder: Path) -> tuple[Network, dict]:
+    """The network of an export folder (in eval mode) and its manifest."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        blob = (folder / WEIGHTS).read_bytes()
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{folder} is not an export written by lrnets-export ({err}).") from None
+    state = {}
+    for entry in manifest["tensors"]:
+        data = blob[entry["offset"]:entry["offset"] + entry["nbytes"]]
+        shape = entry["shape"]
+        if entry["encoding"] == "packed":
+            state[entry["name"]] = unpack(data, entry["bits"], int(np.prod(shape))).view(shape)
+        else:
+            state[entry["name"]] = torch.from_numpy(np.frombuffer(data, "<f4").copy()).view(shape)
+    model = network_for(manifest["architecture"])
+    fold_batch_norms(model)
+    model.load_state_dict(state)
+    return model.eval(), manifest
+
+
+@dataclass
+class Check:
+    """One line of ``lrnets-eval``'s report and whether it passed."""
+
+    text: str
+    ok: bool
+
+
+def evaluate_export(folder: Path, data_root: str | None, batch_size: int, device: str,
+                    with_onnx: bool) -> list[Check]:
+    """Score the export on its test split; compare with the run's predictions (and onnxruntime)."""
+    model, manifest = load_export(folder)
+    model.to(device)
+    data = {**manifest["data"], **({"root": data_root} if data_root else {})}
+    dm = build_datamodule(OmegaConf.create(data), batch_size=batch_size, seed=0)
+    loader = dm.test_dataloader()
+    classes = predictions(model, loader, dm.batch_transform)
+    labels = torch.cat([y for _, y in loader])
+    run = manifest["test"]
+    checks = [Check(f"{manifest['mode']} {manifest['architecture']['arch']} "
+                    f"({manifest['chosen']}) on the {manifest['dataset']} test split: "
+                    f"{(classes == labels).sum()} of {len(labels)} correct, error "
+                    f"{100 * (classes != labels).float().mean():.2f}% (the run: "
+                    f"{100 * (1 - run['accuracy']):.2f}%)", True)]
+    same = predictions_digest(classes) == run["predictions_sha256"]
+    checks.append(Check(f"predictions {'identical to' if same else 'DIFFERENT from'} those of the "
+                        f"run's chosen network (SHA-256 of {len(classes)} classes)", same))
+    if with_onnx:
+        checks.append(_compare_onnx(folder / ONNX, model, loader, dm.batch_transform, device))
+    return checks
+
+
+def _compare_onnx(path: Path, model: Network, loader, transform: nn.Module, device: str) -> Check:
+    import onnxruntime  # the `export` extra
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    differing, count, difference, scale = 0, 0, 0.0, 0.0
+    with torch.no_grad():
+        for x, _ in loader:
+            inputs = transform(x.to(device), train=False)
+            expected = model(inputs).cpu()
+            logits = torch.from_numpy(session.run(None, {"input": inputs.cpu().numpy()})[0])
+            differing += int((logits.argmax(-1) != expected.argmax(-1)).sum())
+            count += len(x)
+            difference = max(difference, float((logits - expected).abs().max()))
+            scale = max(scale, float(expected.abs().max()))
+    return Check(f"onnxruntime ({path.name}): {count - differing} of {count} predictions as "
+                 f"PyTorch's; logits differ by at most {difference / scale:.1e} of the largest",
+                 differing == 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="lrnets-eval",
+        description="Run an export of lrnets-export on the test split of its data set and check "
+                    "that it makes the predictions of the run's chosen network.")
+    parser.add_argument("export", type=Path, help="the folder lrnets-export wrote")
+    parser.add_argument("--data-root", help="the data folder (default: the run's dataset.root, "
+                        "else $LRNETS_DATA, else ./data)")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also run network.onnx with onnxruntime and compare")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    try:
+        checks = evaluate_export(args.export, args.data_root, args.batch_size, args.device,
+                                 args.onnx)
+    except ConfigError as err:
+        print(f"lrnets-eval: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    for check in checks:
+        print(check.text)
+    sys.exit(0 if all(check.ok for check in checks) else 1)

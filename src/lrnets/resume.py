@@ -1,0 +1,110 @@
+"""Continuing a run where it stopped: ``ckpt_path=last`` with ``hydra.run.dir`` set to its folder.
+
+Lightning's ModelCheckpoint writes ``checkpoints/last.ckpt`` at the end of every epoch, so a run
+killed in the middle of an epoch loses that epoch at most. Every checkpoint also records the
+settings that decide the results (``RecordConfig``); a resume that changes one of them is
+refused, naming it, because it would be another experiment. With the per-epoch seeds of
+``lrnets.seeding`` the resumed run then ends with the results of an uninterrupted one.
+
+Without a checkpoint yet, ``ckpt_path=last`` starts the run from the beginning, so that jobs a
+cluster may requeue can always pass it. A new run (``ckpt_path=null``) does not start in a
+folder that already holds one: it would overwrite that run's checkpoints and results.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lrnets.errors import ConfigError
+
+LAST = Path("checkpoints") / "last.ckpt"
+CONFIG_KEY = "lrnets_config"
+# Not compared: where outputs and data are, how the run is executed, what it does after training,
+# and train.epochs (a finished run may be continued for more epochs).
+_NOT_COMPARED = {"ckpt_path", "paths", "trainer", "eval", "task_name",
+                 "dataset.root", "dataset.num_workers", "dataset.download", "dataset.on_device",
+                 "train.epochs"}
+
+
+def decisive_config(cfg: DictConfig) -> dict[str, object]:
+    """The settings that decide a run's results, flattened to ``{"train.lr": 0.01, ...}``."""
+    flat: dict[str, object] = {}
+
+    def visit(prefix: str, value: object) -> None:
+        if prefix in _NOT_COMPARED:
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = value
+
+    visit("", _plain(cfg))
+    return flat
+
+
+def _plain(cfg: DictConfig) -> dict:
+    """``cfg`` as plain Python values, without the groups that are not compared (whose
+    interpolations, such as ``${hydra:...}``, need not resolve here)."""
+    return {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key])
+            else cfg[key] for key in cfg if key not in _NOT_COMPARED}
+
+
+class RecordConfig(pl.Callback):
+    """Stores ``decisive_config`` in every checkpoint, for ``resume_checkpoint`` to compare."""
+
+    def __init__(self, cfg: DictConfig):
+        self.config = decisive_config(cfg)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule,
+                           checkpoint: dict) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+
+
+def resume_hint(out: Path) -> str:
+    return f"Continue with the same overrides plus: ckpt_path=last hydra.run.dir={out}"
+
+
+def resume_checkpoint(cfg: DictConfig, out: Path) -> Path | None:
+    """The checkpoint that ``cfg.ckpt_path`` names, checked to come from the same experiment;
+    None for a fresh run. ``last`` is ``<out>/checkpoints/last.ckpt``, or a fresh run while there
+    is none (so that jobs a cluster may requeue can always pass it)."""
+    option, last = cfg.ckpt_path, out / LAST
+    if option is None and last.is_file():
+        raise ConfigError(
+            f"The run folder {out} already holds a run ({LAST}); a new run there would "
+            f"overwrite it. Continue that run with ckpt_path=last, or give the new run "
+            f"another folder (hydra.run.dir=DIR, or leave it out for a new dated one).")
+    if option == "last" and not last.is_file():
+        print(f"ckpt_path=last: there is no {last} yet, so the run starts from the beginning.")
+        return None
+    if option is None:
+        return None
+    path = last if option == "last" else Path(option)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={option} is not allowed: there is no such file. Give last "
+                          f"(the run folder's {LAST}) or the path of a Lightning checkpoint.")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # torch raises several unrelated types for unreadable files
+        raise ConfigError(f"ckpt_path={option}: {path} cannot be read as a checkpoint "
+                          f"({type(err).__name__}: {err}).") from None
+    _check_same_experiment(saved.get(CONFIG_KEY), decisive_config(cfg), option, path)
+    return path
+
+
+def _check_same_experiment(saved: dict | None, current: dict, option: str, path: Path) -> None:
+    if saved is None:  # a checkpoint written by another program
+        return
+    differences = [f"{key}={saved.get(key, '(unset)')!r} there, {current.get(key, '(unset)')!r} now"
+                   for key in sorted(saved.keys() | current.keys())
+                   if saved.get(key) != current.get(key)]
+    if differences:
+        raise ConfigError(
+            f"ckpt_path={option}: {path} comes from a run with other settings: "
+            + "; ".join(differences)
+            + ". Repeat the overrides that run was started with (only train.epochs, the data "
+            "location and trainer options may change), or start a new run.")

@@ -1,0 +1,164 @@
+"""Bad input gives one clear paragraph and a non-zero exit, and loses nothing already written:
+config values, init checkpoints and data files."""
+import pickle
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lrnets.data import DataError
+from lrnets.data.files import IDX_FILES, load_cifar10, load_mnist_like
+from lrnets.data.modules import ImageFolderDataModule
+from lrnets.errors import ConfigError
+from lrnets.run import train
+from tests.conftest import REPO, compose_config
+
+
+@pytest.mark.parametrize("override,status,message", [
+    ("mode=quaternary", 1, "Could not find 'mode/quaternary'"),
+    ("train.epoch=3", 1, "Could not override 'train.epoch'"),
+    ("train.epochs=ten", 2, "train.epochs='ten' is not allowed: use an integer"),
+], ids=["unknown-choice", "unknown-key", "wrong-type"])
+def test_command_line_rejects_bad_config_in_one_paragraph(tmp_path, override, status, message):
+    proc = subprocess.run([sys.executable, "train.py", "dataset=synthetic", override,
+                           f"paths.log_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == status
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished (untrained) full-precision MLP run: its folder and its files' contents."""
+    cfg = compose_config(tmp_path_factory.mktemp("finished"), "dataset=synthetic", "debug=fast",
+                         "arch=mlp", "mode=full_precision", "train.epochs=0")
+    train(cfg)
+    return cfg
+
+
+def _contents(folder: Path) -> dict[Path, bytes]:
+    return {path: path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["init.p_min=0.9", "init.p_max=0.5"], r"init\.p_min=0\.9 .*smaller than init\.p_max=0\.5"),
+    (["init.p_min=0"], r"init\.p_min=0 .*strictly between 0 and 1"),
+    (["init.p_max=1.5"], r"init\.p_max=1\.5 .*strictly between 0 and 1"),
+    (["train.epochs=-1"], r"train\.epochs=-1 .*>= 0"),
+    (["mode.probability_decay=-0.001"], r"mode\.probability_decay=-0\.001 .*>= 0"),
+    (["train.weight_decay=-1"], r"train\.weight_decay=-1 .*>= 0"),
+    (["train.lr=0"], r"train\.lr=0 .*must be positive"),
+    (["eval.num_samples=0"], r"eval\.num_samples=0 .*at least 1"),
+    (["train.lr=fast"], r"train\.lr='fast' .*use a number"),
+    (["eval.num_samples=2.5"], r"eval\.num_samples=2\.5 .*use an integer"),
+    (["train.lr_milestones=10"], r"train\.lr_milestones=10 .*list of epochs"),
+])
+def test_out_of_range_values_are_refused_before_anything_is_written(finished_run, overrides,
+                                                                    message):
+    """Also when continuing an existing run: its files stay as they were."""
+    out = Path(finished_run.paths.output_dir)
+    before = _contents(out)
+    cfg = compose_config(out.parent, "dataset=synthetic", "debug=fast", "arch=mlp",
+                         "mode=full_precision", "ckpt_path=last", *overrides)
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+    assert _contents(out) == before
+
+
+def test_validation_split_as_large_as_the_training_set(smoke_config):
+    with pytest.raises(DataError, match=r"dataset\.val_size=512 is not allowed.*between 1 and 511"):
+        train(smoke_config("dataset.val_size=512", "init=random"))
+
+
+def test_init_checkpoint_missing_unreadable_or_of_another_architecture(finished_run, smoke_config,
+                                                                       tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        train(smoke_config(f"init.checkpoint={tmp_path / 'absent.pt'}", run="absent"))
+    (tmp_path / "broken.pt").write_bytes(b"\x00garbage")
+    with pytest.raises(ConfigError, match="could not be read"):
+        train(smoke_config(f"init.checkpoint={tmp_path / 'broken.pt'}", run="broken"))
+    mlp = Path(finished_run.paths.output_dir) / "checkpoints" / "network.pt"
+    with pytest.raises(ConfigError, match=r"does not match the architecture.*body\.0 \(missing\)"):
+        train(smoke_config("arch=lenet", f"init.checkpoint={mlp}", run="other_arch"))
+
+
+def test_missing_data_says_where_to_put_it(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match=r"no data at .*MNIST/raw.*dataset\.root=DIR.*LRNETS_DATA"):
+        load_mnist_like("mnist", tmp_path, download=False)
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
+    with pytest.raises(DataError, match=r"no data at .*The download failed.*LRNETS_DATA"):
+        load_mnist_like("fashion_mnist", tmp_path, download=True)
+
+
+def _write_idx(raw: Path, train_images_kept: int) -> None:
+    """Tiny MNIST IDX files (100 training, 20 test images), the training images cut short."""
+    raw.mkdir(parents=True)
+    for name, count, kept in ((IDX_FILES[0], 100, train_images_kept), (IDX_FILES[2], 20, 20)):
+        header = struct.pack(">IIII", 2051, count, 28, 28)
+        (raw / name).write_bytes(header + bytes(kept * 28 * 28))
+    for name, count in ((IDX_FILES[1], 100), (IDX_FILES[3], 20)):
+        (raw / name).write_bytes(struct.pack(">II", 2049, count) + bytes(count))
+
+
+def test_truncated_or_corrupted_idx_files(tmp_path):
+    _write_idx(tmp_path / "MNIST" / "raw", train_images_kept=100)
+    (train, _), (test, _) = load_mnist_like("mnist", tmp_path, download=False)
+    assert (len(train), len(test)) == (100, 20)  # the tiny files themselves are fine
+    _write_idx(tmp_path / "cut" / "MNIST" / "raw", train_images_kept=50)
+    with pytest.raises(DataError, match="cannot be read.*truncated or corrupted"):
+        load_mnist_like("mnist", tmp_path / "cut", download=True)
+    (tmp_path / "MNIST" / "raw" / IDX_FILES[2]).write_bytes(b"garbage")
+    with pytest.raises(DataError, match="cannot be read.*truncated or corrupted"):
+        load_mnist_like("mnist", tmp_path, download=False)
+
+
+def test_truncated_or_corrupted_cifar_batches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    batch = {"data": np.zeros((10, 3072), np.uint8), "labels": list(range(10))}
+    whole = pickle.dumps(batch)
+    (folder / "data_batch_1").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"data_batch_1 cannot be read.*truncated or corrupted"):
+        load_cifar10(tmp_path, download=False)
+    (folder / "data_batch_1").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(DataError, match=r"data_batch_1 cannot be read"):
+        load_cifar10(tmp_path, download=False)
+
+
+def _image_tree(root: Path, classes: dict[str, int]) -> None:
+    """``root/{train,val}/<class>/<i>.png``: ``classes[name]`` small random images each."""
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for name, count in classes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                pixels = torch.randint(0, 256, (10, 12, 3), generator=g, dtype=torch.uint8)
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+
+
+def test_image_folder_with_an_empty_class(tmp_path):
+    _image_tree(tmp_path, {"cat": 3, "dog": 0})
+    with pytest.raises(DataError, match="dog.*every class folder needs at least one image"):
+        ImageFolderDataModule(tmp_path, 8, 8, 1, 2, 0, 0)
+
+
+def test_image_folder_with_an_unreadable_image(tmp_path, smoke_config):
+    _image_tree(tmp_path / "tree", {"cat": 3, "dog": 3})
+    bad = tmp_path / "tree" / "train" / "dog" / "broken.png"
+    bad.write_bytes(b"not an image")
+    cfg = smoke_config("dataset=imagenet", f"dataset.root={tmp_path / 'tree'}", "arch=mlp",
+                       "mode=full_precision", "dataset.image_size=8", "dataset.resize=8",
+                       "dataset.val_size=1", "dataset.num_workers=0", "train.batch_size=2")
+    with pytest.raises(DataError, match=f"the image {bad} cannot be read"):
+        train(cfg)

@@ -1,0 +1,141 @@
+"""Exported discrete networks: packed weights, folded batch norms, the plain-PyTorch inference
+module, lrnets-export / lrnets-eval and the ONNX graph checked with onnxruntime."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrnets.bitpacking import bits_for, pack, unpack
+from lrnets.data import build_datamodule
+from lrnets.errors import ConfigError
+from lrnets.evaluation import fixed_weights
+from lrnets.export import export
+from lrnets.inference import DiscreteConv2d, DiscreteLinear, evaluate_export, load_export
+from lrnets.run import build_network, train
+from tests.conftest import compose_config
+
+SMALL_RGB = ["dataset.channels=3", "dataset.image_size=8"]  # VGG and ResNet-18 fit 8x8 images
+
+
+@pytest.mark.parametrize("num_values", [2, 3, 4, 5, 17])
+def test_codes_survive_packing(num_values):
+    bits = bits_for(num_values)
+    codes = torch.randint(0, num_values, (1001,), generator=torch.Generator().manual_seed(0))
+    data = pack(codes, bits)
+    assert len(data) == -(-1001 * bits // 8)
+    assert torch.equal(unpack(data, bits, 1001), codes.to(torch.uint8))
+    assert (bits_for(2), bits_for(3), bits_for(4), bits_for(5)) == (1, 2, 2, 3)
+
+
+@pytest.fixture(scope="module")
+def ternary_run(tmp_path_factory):
+    """One short ternary LeNet run on synthetic data, shared by the tests of this file."""
+    cfg = compose_config(tmp_path_factory.mktemp("ternary"), "dataset=synthetic", "debug=fast",
+                         "init=random", "mode=ternary")
+    train(cfg)
+    return cfg
+
+
+def _training_side_logits(cfg, run_dir: Path, images: torch.Tensor) -> torch.Tensor:
+    """The run's chosen network as training left it: LR layers with the chosen weights fixed."""
+    saved = torch.load(run_dir / "checkpoints" / "discrete.pt", weights_only=True)
+    meta = saved["meta"]
+    model = build_network(cfg, meta["in_channels"], meta["num_classes"], meta["image_size"])
+    trained = torch.load(run_dir / "checkpoints" / "network.pt", weights_only=True)["state_dict"]
+    model.load_state_dict(trained)
+    model.load_state_dict(saved["state_dict"], strict=False)
+    weights = {name: torch.tensor(saved["values"][name])[indices.long()]
+               for name, indices in saved["weights"].items()}
+    with fixed_weights(model, weights), torch.no_grad():
+        return model.eval()(images)
+
+
+@pytest.mark.parametrize("overrides,bits,ratio", [
+    (None, 2, 15),
+    (["mode=binary", "arch=mlp", "mode.first_layer=full_precision"], 1, 30),
+], ids=["ternary-lenet", "binary-mlp-fp-first"])
+def test_export_runs_the_chosen_network_with_discrete_weights(ternary_run, smoke_config, tmp_path,
+                                                              overrides, bits, ratio):
+    if overrides is None:
+        cfg = ternary_run
+    else:
+        cfg = smoke_config("init=random", *overrides)
+        train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    manifest = export(run_dir, tmp_path / "export")
+    size = manifest["size"]
+    assert 4 * size["discrete_weights"] / size["discrete_bytes"] >= ratio
+    packed = [e for e in manifest["tensors"] if e["encoding"] == "packed"]
+    assert packed and all(e["bits"] == bits for e in packed)
+    assert manifest["tensors"][-1]["name"] == "head.bias" and not any(
+        "running" in e["name"] for e in manifest["tensors"])
+
+    model, _ = load_export(tmp_path / "export")
+    discrete = [m for m in model.modules() if isinstance(m, (DiscreteConv2d, DiscreteLinear))]
+    allowed = {-1.0, 1.0} if bits == 1 else {-1.0, 0.0, 1.0}
+    assert discrete and all(set(m.weight().unique().tolist()) <= allowed for m in discrete)
+    dm = build_datamodule(cfg.dataset, batch_size=128, seed=0)
+    images = dm.batch_transform(next(iter(dm.test_dataloader()))[0])
+    with torch.no_grad():
+        exported = model(images)
+    expected = _training_side_logits(cfg, run_dir, images)
+    assert torch.equal(exported.argmax(-1), expected.argmax(-1))
+    torch.testing.assert_close(exported, expected, rtol=1e-5, atol=1e-5)
+    assert all(check.ok for check in evaluate_export(tmp_path / "export", None, 64, "cpu", False))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,overrides", [
+    ("vgg", ["mode=ternary"]),
+    ("resnet18", ["mode=binary", "mode.first_layer=full_precision"]),
+])
+def test_every_architecture_exports(smoke_config, tmp_path, arch, overrides):
+    """Untrained (train.epochs=0) networks: the export rebuilds the architecture, shortcuts and
+    batch norms included, and reproduces the run's test predictions."""
+    cfg = smoke_config("init=random", f"arch={arch}", "train.epochs=0", *SMALL_RGB, *overrides)
+    train(cfg)
+    export(Path(cfg.paths.output_dir), tmp_path / "export")
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False)
+    assert all(check.ok for check in checks), [check.text for check in checks]
+
+
+def test_eval_notices_other_predictions(ternary_run, tmp_path):
+    export(Path(ternary_run.paths.output_dir), tmp_path / "export")
+    manifest_path = tmp_path / "export" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["test"]["predictions_sha256"] = "0" * 64
+    manifest_path.write_text(json.dumps(manifest))
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False)
+    assert not checks[-1].ok and "DIFFERENT" in checks[-1].text
+
+
+def test_export_of_what_is_not_a_discrete_network_says_so(smoke_config, tmp_path):
+    with pytest.raises(ConfigError, match="is not a discrete network"):
+        export(tmp_path / "nothing", tmp_path / "export")
+    cfg = smoke_config("mode=full_precision", "train.epochs=0")
+    train(cfg)
+    with pytest.raises(ConfigError, match="full-precision runs have none"):
+        export(Path(cfg.paths.output_dir), tmp_path / "export")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        export(tmp_path / "garbage.pt", tmp_path / "export")
+
+
+@pytest.mark.slow
+def test_export_and_eval_commands_with_onnx(ternary_run, tmp_path):
+    """lrnets-export prints the sizes; lrnets-eval reproduces the run's test predictions, and
+    onnxruntime those of PyTorch."""
+    bin_dir = Path(sys.executable).parent
+    out = tmp_path / "export"
+    exported = subprocess.run([bin_dir / "lrnets-export", ternary_run.paths.output_dir, out,
+                               "--onnx"], capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    assert "16.0x smaller than float32" in exported.stdout and "network.onnx" in exported.stdout
+    evaluated = subprocess.run([bin_dir / "lrnets-eval", out, "--onnx"], capture_output=True,
+                               text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    assert "predictions identical to those of the run's chosen network" in evaluated.stdout
+    assert "onnxruntime (network.onnx): 128 of 128 predictions as PyTorch's" in evaluated.stdout
