@@ -11,7 +11,7 @@ from lrnets.reference import CONF_DIR
 from lrnets.run import build_network
 from tests.conftest import compose_config
 
-GROUPS = ["arch", "mode", "init", "trainer", "debug", "dataset"]
+GROUPS = ["arch", "mode", "weights", "activation", "init", "trainer", "debug", "dataset"]
 CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment" / "paper").glob("*.yaml"))
 SHAPES = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32), "imagenet": (3, 224),
@@ -25,11 +25,12 @@ def _build(cfg):
 
 @pytest.mark.parametrize("group,choice", CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
 def test_group_choice_composes_and_builds(tmp_path, group, choice):
-    extra = ["dataset.root=/nonexistent"] if choice == "imagenet" else []
+    extra = {"imagenet": ["dataset.root=/nonexistent"],
+             "custom": ["weights.values=[-1,0,1]"]}.get(choice, [])
     cfg = compose_config(tmp_path, f"{group}={choice}", *extra)
     if group == "debug":  # a global package: it shortens the schedule
         assert cfg.train.epochs == 1 and cfg.init.reference.epochs == 1
-    if group in ("arch", "mode", "dataset"):
+    if group in ("arch", "mode", "weights", "activation", "dataset"):
         model = _build(cfg)
         discrete = discrete_layers(model) or quantized_layers(model)
         assert bool(discrete) == (cfg.mode.name != "full_precision")

@@ -7,7 +7,8 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from lrnets.distributed import rank_shard
-from lrnets.evaluation import EvalData, discrete_layers, select_discrete_network
+from lrnets.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights, fixed_weights,
+                               recalibrate_batch_norm, select_discrete_network)
 from lrnets.layers import LRConv2d
 
 
@@ -69,3 +70,37 @@ class SampledEvaluation(pl.Callback):
         module.log("val/acc_sampled_best", summary["chosen"]["val_acc"])
         module.log("val/acc_sampled_mean", summary[f"samples_{key}_mean"] or summary[f"mode_{key}"])
         module.log("val/acc_mode", summary[f"mode_{key}"])
+
+
+class BatchNormReestimation(pl.Callback):
+    """Sign networks (Roth et al. 2019, as the authors' code): once an epoch's training batches
+    are done, before validation and after the last epoch, re-estimate the batch-norm running
+    statistics on the discrete network (most probable weights, hard sign) over ``num_batches``
+    training batches. Validation then scores that discrete network."""
+
+    def __init__(self, num_batches: int):
+        self.num_batches = num_batches
+        self.stale = False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args) -> None:
+        self.stale = True
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._reestimate(trainer, module)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._reestimate(trainer, module)
+
+    def _reestimate(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not self.stale:
+            return
+        model, dm = module.model, trainer.datamodule
+        was_training = model.training
+        momenta = [bn.momentum for bn in batch_norms(model)]
+        with fixed_weights(model, draw_weights(model, None)):
+            recalibrate_batch_norm(model, dm.calibration_dataloader(), dm.batch_transform,
+                                   self.num_batches)
+        for bn, momentum in zip(batch_norms(model), momenta):
+            bn.momentum = momentum
+        model.train(was_training)
+        self.stale = False

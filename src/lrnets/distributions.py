@@ -11,9 +11,12 @@ Adding a weight set means adding one subclass here; layers take the class, not a
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from lrnets.errors import ConfigError
 
 
 class WeightDistribution(nn.Module, metaclass=ABCMeta):
@@ -241,3 +244,111 @@ class HardSigmoidBinaryWeights(WeightDistribution):
     def after_optimizer_step(self, progress: float) -> None:
         """BinaryConnect's clip of the latent weight to [-1, 1] after every update."""
         self.latent.clamp_(-1, 1)
+
+
+class CategoricalWeights(WeightDistribution):
+    """w in a grid D = {d_1 < ... < d_K} with P(w = d_k) = softmax(theta)_k, one logit per value
+    (Roth et al. 2019): ternary {-1, 0, 1}, quaternary {-1, -1/3, 1/3, 1}, quinary
+    {-1, -1/2, 0, 1/2, 1} or any grid with values on both sides of zero.
+
+    E[w] = sum_k q_k d_k and Var[w] = sum_k q_k (d_k - E[w])^2. The logits are clipped to
+    [-LOGIT_BOUND, LOGIT_BOUND] after every optimizer step, as in the authors' code.
+    """
+
+    LOGIT_BOUND = 5.0
+
+    def __init__(self, shape: tuple[int, ...], values: Sequence[float]):
+        values = tuple(float(v) for v in values)
+        if len(values) < 2 or any(a >= b for a, b in zip(values, values[1:])) \
+                or not values[0] < 0 < values[-1]:
+            raise ConfigError(
+                f"weights.values={list(values)} is not a weight grid: give at least two values in "
+                "increasing order, the smallest negative and the largest positive "
+                "(e.g. [-1, -0.5, 0, 0.5, 1])."
+            )
+        super().__init__(shape, values)
+        # value first: a softmax over the leading dimension is the fast one on a CPU
+        self.theta = nn.Parameter(torch.zeros(len(values), *shape))
+
+    def _probs_by_value(self) -> Tensor:
+        return torch.softmax(self.theta, 0)
+
+    def probs(self) -> Tensor:
+        return self._probs_by_value().movedim(0, -1)
+
+    def logits(self) -> list[Tensor]:
+        return [self.theta]
+
+    def bernoulli_probabilities(self) -> dict[str, Tensor]:
+        p = self._probs_by_value()
+        return {f"p_w={value:g}": p[k] for k, value in enumerate(self.values.tolist())}
+
+    def moments(self) -> tuple[Tensor, Tensor]:
+        p = self._probs_by_value()
+        values = self.values.view(-1, *(1 for _ in self.shape))
+        mean = (p * values).sum(0)
+        return mean, (p * (values - mean).square()).sum(0)
+
+    def mean(self) -> Tensor:
+        return self.moments()[0]
+
+    def variance(self) -> Tensor:
+        return self.moments()[1]
+
+    def mode(self) -> Tensor:
+        return self.values[self.theta.max(0).indices]  # faster than argmax(0) on a CPU
+
+    @torch.no_grad()
+    def after_optimizer_step(self, progress: float) -> None:
+        """Clip the logits to [-5, 5] after every update (Roth et al.'s constraint)."""
+        self.theta.clamp_(-self.LOGIT_BOUND, self.LOGIT_BOUND)
+
+    @torch.no_grad()
+    def init_from_weights(self, weight: Tensor, p_min: float, p_max: float) -> None:
+        """Map a real weight onto the grid and put probability ``p_max`` on its nearest value,
+        linearly shared between the two neighbours in between (Roth et al. 2019, as their code).
+
+        The weights are first spread evenly over the grid by their empirical distribution
+        (``spread_over_grid``), then ``grid_probabilities`` gives q. The smallest probability,
+        (1 - p_max) / (K - 1), follows from ``p_max``, so ``p_min`` does not apply here.
+        """
+        k = len(self.values)
+        if not 1 / k < p_max < 1:
+            raise ConfigError(f"init.p_max={p_max} is not allowed for {k} weight values: the "
+                              f"nearest value needs a probability between 1/{k} and 1.")
+        q = grid_probabilities(spread_over_grid(weight, self.values), self.values, p_max)
+        self.theta.copy_(torch.log(q).movedim(-1, 0))
+
+
+def spread_over_grid(weight: Tensor, values: Tensor) -> Tensor:
+    """Negative weights replaced by their empirical CDF stretched over [d_1 - h_1 / 2, 0], the
+    others over [0, d_K + h_K / 2] (h: the spacing at either end of the grid), so that about as
+    many weights come nearest to every value whatever the scale of ``weight``."""
+    low = values[0] - (values[1] - values[0]) / 2
+    high = values[-1] + (values[-1] - values[-2]) / 2
+    negative, positive = weight < 0, weight > 0
+    out = torch.zeros_like(weight, dtype=values.dtype)
+    out[negative] = low * (1 - _empirical_cdf(weight[negative]))
+    out[positive] = high * _empirical_cdf(weight[positive])
+    return out
+
+
+def _empirical_cdf(x: Tensor) -> Tensor:
+    """The fraction of ``x`` at or below each entry."""
+    return torch.searchsorted(x.sort().values, x, right=True).float() / max(1, x.numel())
+
+
+def grid_probabilities(weight: Tensor, values: Tensor, p_max: float) -> Tensor:
+    """q_k = q_min + (p_max - q_min) * hat_k(w), with hat_k the piecewise-linear function that is
+    1 at d_k and 0 at its neighbours and q_min = (1 - p_max) / (K - 1); rows sum to 1. Weights
+    outside the grid count as its ends. Shape ``(*weight.shape, K)``."""
+    k = len(values)
+    w = weight.clamp(values[0], values[-1])
+    right = torch.searchsorted(values, w, right=True).clamp(1, k - 1)
+    left_value, right_value = values[right - 1], values[right]
+    t = ((w - left_value) / (right_value - left_value)).unsqueeze(-1)
+    hat = torch.zeros(*w.shape, k, dtype=values.dtype, device=values.device)
+    hat.scatter_(-1, (right - 1).unsqueeze(-1), 1 - t)
+    hat.scatter_add_(-1, right.unsqueeze(-1), t)
+    q_min = (1 - p_max) / (k - 1)
+    return q_min + (p_max - q_min) * hat

@@ -53,6 +53,9 @@ def read_discrete_network(source: Path) -> dict:
         raise ConfigError(f"CHECKPOINT={path} lacks {', '.join(missing)}: it is not a discrete.pt "
                           f"of this version. Rerun the run's evaluation (ckpt_path=last in its "
                           f"folder) to write it again.")
+    if meta.get("activation", "relu") != "relu":
+        raise ConfigError(f"CHECKPOINT={path} is a network with {meta['activation']} activations; "
+                          f"the export covers the ReLU networks of lrnets.models.")
     return saved
 
 

@@ -3,8 +3,9 @@
 Each discrete layer's pretrained weight tensor is divided by its standard deviation (so it
 lies mostly in [-1, 1]) and handed to the layer's distribution, which applies eq. 6-8 with
 p_min / p_max clipping, or, for a straight-through layer, becomes its latent weight.
-Batch-norm parameters and the last layer are not transferred; a full-precision layer kept in a
-discrete network (the first layer of binary ResNet-18) gets the pretrained weight as it is.
+Batch-norm parameters and the last layer are not transferred (a discrete last layer, as in
+sign networks, is); a full-precision layer kept in a discrete network (the first layer of
+binary ResNet-18) gets the pretrained weight as it is.
 """
 from __future__ import annotations
 
@@ -42,13 +43,17 @@ def load_network_state(path: str | Path) -> dict[str, Tensor]:
 
 
 def _target_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The layers that receive pretrained weights: every conv / linear layer of the body."""
+    """The layers that receive pretrained weights: every conv / linear layer of the body, and
+    the softmax layer when it is discrete (sign networks, Roth et al. 2019)."""
     body = model.body if hasattr(model, "body") else model
-    return {
+    layers = {
         f"body.{name}": module
         for name, module in body.named_modules()
         if isinstance(module, (LRLayer, nn.Conv2d, nn.Linear))
     }
+    if isinstance(getattr(model, "head", None), LRLayer):
+        layers["head"] = model.head
+    return layers
 
 
 @torch.no_grad()

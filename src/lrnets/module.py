@@ -40,7 +40,6 @@ class LRNetModule(pl.LightningModule):
         self.step_hooks = [m.after_optimizer_step for m in model.modules()
                            if hasattr(m, "after_optimizer_step")]
 
-
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
@@ -82,8 +81,8 @@ class LRNetModule(pl.LightningModule):
         hp = self.hparams
         logit_ids = {id(p) for d in self.distributions for p in d.parameters()}
         head = self.model.head
-        if hp.weight_decay_scope == "last":
-            decayed_ids = {id(head.weight)}
+        if hp.weight_decay_scope == "last":  # a discrete softmax layer (sign nets) has no real weight
+            decayed_ids = {id(head.weight)} if isinstance(head, nn.Linear) else set()
         else:  # "all": every conv / linear weight
             decayed_ids = {id(m.weight) for m in self.model.modules()
                            if isinstance(m, (nn.Conv2d, nn.Linear))}

@@ -42,8 +42,9 @@ def reference_key(cfg: DictConfig) -> str:
 
 
 def reference_config(cfg: DictConfig) -> DictConfig:
-    """The config of the reference run: this run's data and architecture, full precision,
-    the ``init.reference`` schedule, its own output folder, no sampled evaluation."""
+    """The config of the reference run: this run's data and architecture, full precision with
+    ReLU activations (also for sign networks, as Roth et al. start from one), the
+    ``init.reference`` schedule, its own output folder, no sampled evaluation."""
     schedule = cfg.init.reference
     ref = OmegaConf.merge(cfg, {
         "train": {"epochs": schedule.epochs, "lr": schedule.lr,
@@ -53,6 +54,9 @@ def reference_config(cfg: DictConfig) -> DictConfig:
         "ckpt_path": None,
     })
     ref.mode = OmegaConf.load(CONF_DIR / "mode" / "full_precision.yaml")  # replaced, not merged
+    if ref.get("weights") is not None:
+        ref.weights = None
+    ref.activation = OmegaConf.load(CONF_DIR / "activation" / "relu.yaml")  # sign nets start from ReLU
     return ref
 
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from lrnets.callbacks import DistributionMonitor, SampledEvaluation
+from lrnets.callbacks import BatchNormReestimation, DistributionMonitor, SampledEvaluation
 from lrnets.checks import check_config
 from lrnets.data import build_datamodule
 from lrnets.distributed import all_ranks, examples_counted, rank_shard
@@ -36,6 +36,7 @@ from lrnets.quantized_layers import quantized_layers, weight_multiplications
 from lrnets.reference import NETWORK_FILE, obtain_reference
 from lrnets.resume import RecordConfig, resume_checkpoint, resume_hint
 from lrnets.seeding import EpochSeed
+from lrnets.sign_models import build_sign_network
 
 
 def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> Network:
@@ -44,10 +45,27 @@ def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_siz
         raise ConfigError(
             f"arch={cfg.arch.name!r} is not an architecture: choose one of {sorted(ARCHITECTURES)}."
         )
-    layers = instantiate(cfg.mode.layers)
+    layers = instantiate(layers_config(cfg))
     first = FullPrecisionLayers() if cfg.mode.first_layer == "full_precision" else layers
+    if cfg.activation.name == "sign":
+        return build_sign_network(cfg.arch.name, first, layers, in_channels, num_classes,
+                                  image_size, cfg.train.dropout, cfg.activation.propagation,
+                                  cfg.activation.temperature)
     return ARCHITECTURES[cfg.arch.name](first, layers, in_channels, num_classes, image_size,
                                         cfg.train.dropout)
+
+
+def layers_config(cfg: DictConfig) -> DictConfig:
+    """``cfg.mode.layers`` with its weight distribution replaced by ``cfg.weights`` when given."""
+    if cfg.get("weights") is None:
+        return cfg.mode.layers
+    if "distribution" not in cfg.mode.layers:
+        raise ConfigError(f"weights={cfg.weights.name} replaces the weight distribution of a "
+                          f"discrete mode, and mode={cfg.mode.name} has none: use mode=ternary "
+                          "or mode=binary with it.")
+    layers = cfg.mode.layers.copy()
+    layers.distribution = cfg.weights.distribution
+    return layers
 
 
 def initialise(model: Network, cfg: DictConfig) -> dict:
@@ -76,6 +94,8 @@ def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
             ev = cfg.eval
             callbacks.append(SampledEvaluation(ev.every_n_epochs, ev.num_samples, cfg.seed,
                                                ev.recalibrate_bn, ev.recalibration_batches))
+        if cfg.activation.name == "sign" and cfg.activation.bn_reestimation_batches:
+            callbacks.append(BatchNormReestimation(cfg.activation.bn_reestimation_batches))
     logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="")
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out))
 
@@ -103,6 +123,7 @@ def discrete_meta(cfg: DictConfig, dm: pl.LightningDataModule, chosen: dict,
     example, which an export must reproduce (``lrnets.export``)."""
     return {
         "dataset": cfg.dataset.name, "arch": cfg.arch.name, "mode": cfg.mode.name, "seed": cfg.seed,
+        "activation": OmegaConf.select(cfg, "activation.name", default="relu"),
         "first_layer": cfg.mode.first_layer, "in_channels": dm.in_channels,
         "num_classes": dm.num_classes, "image_size": dm.image_size,
         "data": OmegaConf.to_container(cfg.dataset, resolve=True), "chosen": chosen,
@@ -141,7 +162,8 @@ def train(cfg: DictConfig) -> dict:
 
     results: dict = {
         "status": "completed", "dataset": cfg.dataset.name, "arch": cfg.arch.name,
-        "mode": cfg.mode.name, "seed": cfg.seed, "epochs": trainer.current_epoch,
+        "mode": cfg.mode.name, "weights": cfg.weights.name if cfg.get("weights") else None,
+        "activation": cfg.activation.name, "seed": cfg.seed, "epochs": trainer.current_epoch,
         "epochs_configured": cfg.train.epochs, **init_info,
     }
     data = EvalData(dm.batch_transform, rank_shard(dm.val_dataloader(), trainer),
