@@ -37,8 +37,9 @@ def per_image_standardization(x: torch.Tensor) -> torch.Tensor:
 def random_crop_flip(x: torch.Tensor, padding: int) -> torch.Tensor:
     """Zero-pad by ``padding``, crop a random window of the original size per image and flip
     half of the images horizontally: ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip``
-    for a whole batch at once."""
-    n, _, h, w = x.shape
+    for a whole batch at once, as one gather of every output pixel from the padded images
+    (works on uint8, before the conversion to float)."""
+    n, c, h, w = x.shape
     padded = F.pad(x, (padding,) * 4)
     top = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=x.device)
     left = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=x.device)
@@ -46,8 +47,8 @@ def random_crop_flip(x: torch.Tensor, padding: int) -> torch.Tensor:
     cols = torch.arange(w, device=x.device).view(1, 1, w)
     cols = torch.where(flip, w - 1 - cols, cols) + left
     rows = torch.arange(h, device=x.device).view(1, h, 1) + top
-    batch = torch.arange(n, device=x.device).view(n, 1, 1)
-    return padded[batch, :, rows, cols].permute(0, 3, 1, 2)
+    index = (rows * padded.shape[-1] + cols).view(n, 1, h * w).expand(n, c, h * w)
+    return padded.flatten(2).gather(2, index).view(n, c, h, w)
 
 
 class CifarTransform(nn.Module):
@@ -59,7 +60,6 @@ class CifarTransform(nn.Module):
         self.padding = padding
 
     def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
-        x = x.float().div_(255)
         if train:
             x = random_crop_flip(x, self.padding)
-        return per_image_standardization(x)
+        return per_image_standardization(x.float().div_(255))
