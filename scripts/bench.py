@@ -72,8 +72,9 @@ def saved_activation_bytes(fn: Callable[[], object], parameters: list[torch.Tens
 
 def network(arch: str, mode: str, overrides: list[str]):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        mode_overrides = [] if mode == "full_precision" else overrides  # the reference as it is
         cfg = compose("train", overrides=[f"arch={arch}", f"mode={mode}", "paths.output_dir=.",
-                                          *overrides])
+                                          *mode_overrides])
     channels, size = SHAPES[arch]
     return build_network(cfg, channels, 10, size), cfg
 
@@ -84,7 +85,7 @@ def bench_network(arch: str, mode: str, batch: int, device: torch.device, args) 
     module = LRNetModule(model, lr=1e-3, lr_milestones=[], lr_gamma=1.0, weight_decay=1e-4,
                          weight_decay_scope=cfg.mode.weight_decay_scope,
                          probability_decay=cfg.mode.probability_decay, beta=cfg.mode.beta).to(device)
-    optimizer = torch.optim.Adam(module.parameter_groups(), lr=1e-3)
+    optimizer = module.configure_optimizers()["optimizer"]  # the training run's Adam
     channels, size = SHAPES[arch]
     x = torch.randn(batch, channels, size, size, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -189,9 +190,9 @@ def print_table(report: dict) -> None:
         tv = d.get("torchvision_per_image_images_per_s")
         print(f"data {d['data']:8} {d['device_path_images_per_s']:>12,.0f} images/s on the device path"
               + (f", {tv:,.0f} images/s torchvision per-image" if tv else ""))
-    s = report["selection"]
-    print(f"choosing among {s['num_samples']} samples + mode: {s['ratio_to_plain_passes']:.2f}x "
-          f"the time of {s['num_samples'] + 1} plain validation passes")
+    if (s := report["selection"]) is not None:
+        print(f"choosing among {s['num_samples']} samples + mode: {s['ratio_to_plain_passes']:.2f}x "
+              f"the time of {s['num_samples'] + 1} plain validation passes")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -203,11 +204,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--bf16", action="store_true", help="autocast the steps to bfloat16")
-    parser.add_argument("--data-images", type=int, default=50000)
+    parser.add_argument("--data-images", type=int, default=50000, help="0: no data rows")
     parser.add_argument("--val-images", type=int, default=5000)
-    parser.add_argument("--num-samples", type=int, default=10)
+    parser.add_argument("--num-samples", type=int, default=10, help="0: no selection row")
     parser.add_argument("--override", nargs="*", default=[],
-                        help="Hydra overrides for the networks, e.g. mode.layers.fused=false")
+                        help="Hydra overrides for the discrete networks (not the full-precision "
+                             "reference), e.g. mode.layers.fused=false")
     parser.add_argument("--tiny", action="store_true", help="seconds-long run (CI)")
     parser.add_argument("--out", default="outputs/bench/bench.json")
     args = parser.parse_args(argv)
@@ -225,8 +227,9 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "threads": torch.get_num_threads(), "bf16": args.bf16,
         "overrides": args.override, "networks": rows,
-        "data": [bench_data(name, device, args.data_images, 256, args) for name in ("mnist", "cifar10")],
-        "selection": bench_selection(device, args.num_samples, args),
+        "data": [bench_data(name, device, args.data_images, 256, args)
+                 for name in ("mnist", "cifar10") if args.data_images],
+        "selection": bench_selection(device, args.num_samples, args) if args.num_samples else None,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

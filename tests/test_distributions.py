@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from lrnets.distributions import BinaryWeights, TernaryWeights, _BinaryMoments, _TernaryMoments
+from lrnets.distributions import (BinaryWeights, TernaryWeights, _BinaryMoments, _SigmoidVarianceSum,
+                                 _TernaryMoments)
 
 DISTRIBUTIONS = [BinaryWeights, TernaryWeights]
 
@@ -114,8 +115,9 @@ def test_moments_match_mean_and_variance(cls):
     assert torch.allclose(var, dist.variance(), atol=1e-6)
 
 
-@pytest.mark.parametrize("function,arity", [(_BinaryMoments, 1), (_TernaryMoments, 2)])
-def test_hand_written_moment_gradients_are_exact(function, arity):
+@pytest.mark.parametrize("function,arity", [(_BinaryMoments, 1), (_TernaryMoments, 2),
+                                            (_SigmoidVarianceSum, 1)])
+def test_hand_written_gradients_are_exact(function, arity):
     torch.manual_seed(0)
     logits = [torch.randn(4, 3, dtype=torch.double, requires_grad=True) * 2 for _ in range(arity)]
     logits = [l.detach().requires_grad_() for l in logits]

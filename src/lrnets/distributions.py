@@ -101,14 +101,16 @@ class _BinaryMoments(torch.autograd.Function):
     @staticmethod
     def forward(ctx, b: Tensor) -> tuple[Tensor, Tensor]:
         ctx.save_for_backward(b)
-        t = torch.tanh(b / 2)
-        return t, 1 - t * t
+        t = torch.tanh(b * 0.5)
+        return t, torch.addcmul(torch.ones_like(t), t, t, value=-1)
 
     @staticmethod
     def backward(ctx, g_mean: Tensor, g_var: Tensor) -> Tensor:
+        """dE/db = (1 - t^2) / 2, dVar/db = -2 t dE/db."""
         (b,) = ctx.saved_tensors
-        t = torch.tanh(b / 2)
-        return (g_mean - 2 * t * g_var) * (1 - t * t) / 2
+        t = torch.tanh(b * 0.5)
+        grad = torch.addcmul(g_mean, t, g_var, value=-2)
+        return grad.mul_(t.mul_(t).sub_(1).mul_(-0.5))
 
 
 class _TernaryMoments(torch.autograd.Function):
@@ -119,23 +121,53 @@ class _TernaryMoments(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         ctx.save_for_backward(a, b)
-        mean = torch.sigmoid(-a) * torch.tanh(b / 2)
-        return mean, torch.sigmoid(-a) - mean * mean
+        q, t = torch.neg(a).sigmoid_(), torch.tanh(b * 0.5)
+        mean = q.mul(t)
+        return mean, q.addcmul_(mean, mean, value=-1)
 
     @staticmethod
     def backward(ctx, g_mean: Tensor, g_var: Tensor) -> tuple[Tensor, Tensor]:
+        """Through E = q t and Var = q - q^2 t^2: dL/dq = g_E t + g_V (1 - 2 q t^2),
+        dL/dt = (g_E - 2 q t g_V) q; dq/da = -q (1 - q), dt/db = (1 - t^2) / 2."""
         a, b = ctx.saved_tensors
-        q, t = torch.sigmoid(-a), torch.tanh(b / 2)
-        g_q = g_mean * t + g_var * (1 - 2 * q * t * t)  # through E = q t and Var = q - q^2 t^2
-        g_t = (g_mean - 2 * q * t * g_var) * q
-        return -g_q * q * (1 - q), g_t * (1 - t * t) / 2
+        q, t = torch.neg(a).sigmoid_(), torch.tanh(b * 0.5)
+        qt = q * t
+        g_q = torch.addcmul(g_var, g_var, qt * t, value=-2).addcmul_(g_mean, t)
+        g_t = torch.addcmul(g_mean, qt, g_var, value=-2).mul_(q)
+        grad_a = g_q.mul_(q).mul_(q.sub_(1))
+        grad_b = g_t.mul_(t.mul_(t).sub_(1).mul_(-0.5))
+        return grad_a, grad_b
+
+
+class _SigmoidVarianceSum(torch.autograd.Function):
+    """sum sigmoid(x) (1 - sigmoid(x)), the beta-density regulariser of Bernoulli logits x
+    (sec. 4.3); the backward pass, p (1 - p) (1 - 2 p), recomputes p instead of saving it."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.save_for_backward(x)
+        p = torch.sigmoid(x)
+        return (p - p * p).sum()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        p = torch.sigmoid(x)
+        return (p - p * p).mul_(p.mul_(-2).add_(1)).mul_(grad)
 
 
 def _logit(p: Tensor) -> Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
-class BinaryWeights(WeightDistribution):
+class _SigmoidParameterised(WeightDistribution, metaclass=ABCMeta):
+    """A distribution whose Bernoulli probabilities are the sigmoids of its logits."""
+
+    def beta_density(self) -> Tensor:
+        return sum(_SigmoidVarianceSum.apply(logit) for logit in self.logits())
+
+
+class BinaryWeights(_SigmoidParameterised):
     """w in {-1, +1} with P(w = +1) = sigmoid(b) (sec. 4: p(w = 0) fixed to 0)."""
 
     def __init__(self, shape: tuple[int, ...]):
@@ -168,7 +200,7 @@ class BinaryWeights(WeightDistribution):
         self.b.copy_(_logit(p_plus))
 
 
-class TernaryWeights(WeightDistribution):
+class TernaryWeights(_SigmoidParameterised):
     """w in {-1, 0, +1} with P(w = 0) = sigmoid(a), P(w = 1 | w != 0) = sigmoid(b) (sec. 4)."""
 
     def __init__(self, shape: tuple[int, ...]):

@@ -103,7 +103,7 @@ class LRConv2d(LRLayer):
         *,
         distribution: DistributionFactory = TernaryWeights,
         eps: float = 1e-3,
-        fused: bool = True,
+        fused: bool = False,
     ):
         _check_no_bias(bias)
         if padding_mode != "zeros":
@@ -143,7 +143,7 @@ class LRLinear(LRLayer):
         *,
         distribution: DistributionFactory = TernaryWeights,
         eps: float = 1e-3,
-        fused: bool = True,
+        fused: bool = False,
     ):
         _check_no_bias(bias)
         super().__init__((out_features, in_features), distribution, eps, fused)
@@ -190,7 +190,7 @@ class LRLayers:
 
     discrete = True
 
-    def __init__(self, distribution: DistributionFactory, eps: float = 1e-3, fused: bool = True):
+    def __init__(self, distribution: DistributionFactory, eps: float = 1e-3, fused: bool = False):
         self.options = {"distribution": distribution, "eps": eps, "fused": fused}
 
     def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,

@@ -112,6 +112,6 @@ class LRNetModule(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.Adam(self.parameter_groups(), lr=hp.lr)
+        optimizer = torch.optim.Adam(self.parameter_groups(), lr=hp.lr, fused=True)  # one kernel
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(hp.lr_milestones), hp.lr_gamma)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
