@@ -12,9 +12,10 @@ import torch
 
 from lrnets.errors import ConfigError, RunStopped
 from lrnets.module import LRNetModule
+from lrnets.resume import decisive_config
 from lrnets.run import train
 from lrnets.seeding import EpochShuffledSampler
-from tests.conftest import REPO
+from tests.conftest import REPO, compose_config
 
 DETERMINISTIC = ["mode=ternary", "init=random", "trainer.deterministic=true",
                  "train.lr_milestones=[2]"]
@@ -71,6 +72,13 @@ def test_resume_with_other_settings_is_refused_naming_them(smoke_config):
     changed = r"mode\.name='ternary' there, 'binary' now.*train\.lr=0\.01 there, 0\.5 now"
     with pytest.raises(ConfigError, match=changed):
         train(smoke_config(*DETERMINISTIC, "train.lr=0.5", "mode=binary", "ckpt_path=last"))
+
+
+def test_how_the_maps_are_computed_is_not_a_setting_of_the_experiment(tmp_path):
+    """The fused and unfused LR layers compute the same maps, so a run may continue with the
+    other form; the layers' eps changes the model and is compared."""
+    decisive = decisive_config(compose_config(tmp_path, "mode=ternary"))
+    assert "mode.layers.fused" not in decisive and decisive["mode.layers.eps"] == 1e-3
 
 
 def test_a_new_run_does_not_overwrite_an_existing_one(smoke_config):

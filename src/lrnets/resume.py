@@ -22,11 +22,12 @@ from lrnets.errors import ConfigError
 
 LAST = Path("checkpoints") / "last.ckpt"
 CONFIG_KEY = "lrnets_config"
-# Not compared: where outputs and data are, how the run is executed, what it does after training,
-# and train.epochs (a finished run may be continued for more epochs).
+# Not compared: where outputs and data are, how the run is executed (including the LR layers'
+# fused form, which computes the same maps), what it does after training, and train.epochs (a
+# finished run may be continued for more epochs).
 _NOT_COMPARED = {"ckpt_path", "paths", "trainer", "eval", "task_name",
                  "dataset.root", "dataset.num_workers", "dataset.download", "dataset.on_device",
-                 "train.epochs"}
+                 "mode.layers.fused", "train.epochs"}
 
 
 def decisive_config(cfg: DictConfig) -> dict[str, object]:
@@ -107,4 +108,4 @@ def _check_same_experiment(saved: dict | None, current: dict, option: str, path:
             f"ckpt_path={option}: {path} comes from a run with other settings: "
             + "; ".join(differences)
             + ". Repeat the overrides that run was started with (only train.epochs, the data "
-            "location and trainer options may change), or start a new run.")
+            "location, trainer.*, eval.* and mode.layers.fused may change), or start a new run.")
