@@ -312,9 +312,11 @@ def mnist_reference(tmp_path_factory):
 @pytest.mark.parametrize("mode", [*STRAIGHT_THROUGH_MODES, *SAMPLED_MODES])
 def test_mnist_baseline_learns_from_the_reference(tmp_path, mnist_reference, mode):
     """100 batches of the reference (1.5% test error here), then 100 of the method: measured
-    1.7% (ste_ternary) to 2.6% (binaryconnect_stochastic) on this machine. Under 4% leaves
-    room for other platforms' numerics; a method that does not learn stays near 90%."""
+    1.7% (ste_ternary) to 2.6% (binaryconnect_stochastic) on this machine, except
+    binaryconnect, whose deterministic sign flips make it swing between 1.9% (1 thread) and
+    4.4% (2 threads: another summation order) after so few steps. Under 6% leaves room for
+    that and other platforms' numerics; a method that does not learn stays near 90%."""
     cfg = compose_config(tmp_path, *SHORT, f"mode={mode}", f"init.checkpoint={mnist_reference}",
                          "eval.num_samples=2")
     results = train(cfg)
-    assert results["test_error"] < 0.04, results
+    assert results["test_error"] < 0.06, results
