@@ -119,10 +119,14 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_
 
 
 def _start(run_dir: Path, *overrides: str) -> subprocess.Popen:
+    """The run as a child process. SIGINT gets its default action back in the child: a shell
+    starts background jobs (``make test &``, CI runners) with SIGINT ignored, which the child
+    would inherit, and Python then never raises KeyboardInterrupt."""
     return subprocess.Popen(
         [sys.executable, "train.py", "dataset=synthetic", "debug=fast", "trainer.accelerator=cpu",
          *DETERMINISTIC, *LONG_EPOCHS, f"hydra.run.dir={run_dir}", *overrides],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_first_epoch(proc: subprocess.Popen, run_dir: Path) -> None:
