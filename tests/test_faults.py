@@ -81,6 +81,16 @@ def test_how_the_maps_are_computed_is_not_a_setting_of_the_experiment(tmp_path):
     assert "mode.layers.fused" not in decisive and decisive["mode.layers.eps"] == 1e-3
 
 
+def test_checkpoints_that_recorded_a_setting_no_longer_compared_still_resume(smoke_config):
+    """Checkpoints written before ``mode.layers.fused`` left the compared settings hold it."""
+    train(smoke_config(*DETERMINISTIC, run="run"))
+    last = Path(smoke_config(*DETERMINISTIC, run="run").paths.output_dir) / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    checkpoint["lrnets_config"]["mode.layers.fused"] = True
+    torch.save(checkpoint, last)
+    assert train(smoke_config(*DETERMINISTIC, "ckpt_path=last", run="run"))["status"] == "completed"
+
+
 def test_a_new_run_does_not_overwrite_an_existing_one(smoke_config):
     first = train(smoke_config(*DETERMINISTIC))
     results = Path(first["paths"]["results"])

@@ -30,12 +30,17 @@ _NOT_COMPARED = {"ckpt_path", "paths", "trainer", "eval", "task_name",
                  "mode.layers.fused", "train.epochs"}
 
 
+def _not_compared(key: str) -> bool:
+    """Whether the setting ``key`` (``a.b.c``) lies in one of ``_NOT_COMPARED``."""
+    return any(key == part or key.startswith(part + ".") for part in _NOT_COMPARED)
+
+
 def decisive_config(cfg: DictConfig) -> dict[str, object]:
     """The settings that decide a run's results, flattened to ``{"train.lr": 0.01, ...}``."""
     flat: dict[str, object] = {}
 
     def visit(prefix: str, value: object) -> None:
-        if prefix in _NOT_COMPARED:
+        if _not_compared(prefix):
             return
         if isinstance(value, dict):
             for key, item in value.items():
@@ -100,6 +105,8 @@ def resume_checkpoint(cfg: DictConfig, out: Path) -> Path | None:
 def _check_same_experiment(saved: dict | None, current: dict, option: str, path: Path) -> None:
     if saved is None:  # a checkpoint written by another program
         return
+    # Settings a checkpoint of an earlier version recorded but that are no longer compared.
+    saved = {key: value for key, value in saved.items() if not _not_compared(key)}
     differences = [f"{key}={saved.get(key, '(unset)')!r} there, {current.get(key, '(unset)')!r} now"
                    for key in sorted(saved.keys() | current.keys())
                    if saved.get(key) != current.get(key)]
