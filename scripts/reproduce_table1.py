@@ -19,23 +19,14 @@ status 1 when a cell's training failed (the table is written all the same).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from lrnets.errors import ConfigError
-from lrnets.tables import TABLE1, add_table_arguments, reproduce_table
+from lrnets.tables import TABLE1, run_table, table_parser
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    add_table_arguments(parser, TABLE1)
-    args = parser.parse_args(argv)
-    try:
-        return reproduce_table(TABLE1, args)
-    except ConfigError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    parser = table_parser(TABLE1, __doc__)
+    return run_table(parser, TABLE1, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

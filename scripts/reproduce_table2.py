@@ -16,7 +16,6 @@ nothing. Writes ``<out>/table2.md`` and ``table2.csv`` (``table2_smoke.*`` for `
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -24,9 +23,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from lrnets.errors import ConfigError
 from lrnets.reproduce import override_key
-from lrnets.tables import TABLE2, add_table_arguments, reproduce_table
+from lrnets.tables import TABLE2, run_table, table_parser
 
 SMOKE_MODES = ["binary", "ternary", "full_precision"]
 
@@ -60,10 +58,7 @@ def make_tiny_imagefolder(root: Path, classes: int = 6, train: int = 10, val: in
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
-    add_table_arguments(parser, TABLE2)
+    parser = table_parser(TABLE2, __doc__)
     parser.add_argument("--imagenet-root", type=Path, help="folder with train/ and val/")
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny generated ImageFolder tree and one-batch runs (no ImageNet)")
@@ -82,10 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     elif not (args.collect or any(override_key(o) == "dataset.root" for o in args.overrides)):
         parser.error("give --imagenet-root DIR (train/ and val/ ImageFolder trees), or --smoke "
                      "to check the pipeline on generated images")
-    try:
-        return reproduce_table(spec, args)
-    except ConfigError as err:
-        parser.exit(2, f"{parser.prog}: error: {err}\n")
+    return run_table(parser, spec, args)
 
 
 if __name__ == "__main__":

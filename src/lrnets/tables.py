@@ -290,6 +290,24 @@ def write_table(spec: TableSpec, rows: list[CellRow], seeds: list[int], runs_dir
     return md, table_csv
 
 
+def table_parser(spec: TableSpec, doc: str) -> argparse.ArgumentParser:
+    """The command line of a table script: ``doc`` (the script's docstring) as description and
+    epilog, and the options both table scripts share."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=doc.split("\n\n", 1)[1])
+    add_table_arguments(parser, spec)
+    return parser
+
+
+def run_table(parser: argparse.ArgumentParser, spec: TableSpec, args: argparse.Namespace) -> dict:
+    """``reproduce_table``, a ``ConfigError`` reported as the script's usage error (status 2)."""
+    try:
+        return reproduce_table(spec, args)
+    except ConfigError as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
+
+
 def add_table_arguments(parser: argparse.ArgumentParser, spec: TableSpec) -> None:
     """The options both table scripts share."""
     parser.add_argument("overrides", nargs="*",
