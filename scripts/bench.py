@@ -7,7 +7,8 @@ path, and the cost of choosing a sampled network, all in one process.
 
 The two-convolution cost of the local reparameterization trick bounds an LR training step at
 about twice the full-precision step of the same network (issue: "Speed"); the table gives the
-ratios LR / full precision measured here. Writes JSON with medians, spreads and ratios.
+ratios LR / full precision measured here, with the training steps of the compared networks
+timed in alternation. Writes JSON with medians, spreads and ratios.
 """
 from __future__ import annotations
 
@@ -37,19 +38,28 @@ SHAPES = {"lenet": (1, 28), "mlp": (1, 28), "vgg": (3, 32), "resnet18": (3, 224)
 
 def timed(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> dict:
     """Median and spread (min, max) of ``repeats`` calls in seconds, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
+    return timed_together({"": fn}, device, warmup, repeats)[""]
+
+
+def timed_together(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int,
+                   repeats: int) -> dict[str, dict]:
+    """``timed`` for several functions whose times are compared: their calls alternate, so
+    that a machine slowing down or speeding up during the run shifts all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-            "repeats": repeats}
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t),
+                   "repeats": repeats} for name, t in times.items()}
 
 
 def saved_activation_bytes(fn: Callable[[], object], parameters: list[torch.Tensor]) -> int:
@@ -79,13 +89,15 @@ def network(arch: str, mode: str, overrides: list[str]):
     return build_network(cfg, channels, 10, size), cfg
 
 
-def bench_network(arch: str, mode: str, batch: int, device: torch.device, args) -> dict:
+def training_setup(arch: str, mode: str, batch: int, device: torch.device, args):
+    """The network of ``mode``, its training step (forward, backward, the run's Adam) on a
+    random batch, and that batch."""
     model, cfg = network(arch, mode, args.override)
     model.to(device)
     module = LRNetModule(model, lr=1e-3, lr_milestones=[], lr_gamma=1.0, weight_decay=1e-4,
                          weight_decay_scope=cfg.mode.weight_decay_scope,
                          probability_decay=cfg.mode.probability_decay, beta=cfg.mode.beta).to(device)
-    optimizer = module.configure_optimizers()["optimizer"]  # the training run's Adam
+    optimizer = module.configure_optimizers()["optimizer"]
     channels, size = SHAPES[arch]
     x = torch.randn(batch, channels, size, size, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -99,19 +111,29 @@ def bench_network(arch: str, mode: str, batch: int, device: torch.device, args) 
         forward_loss().backward()
         optimizer.step()
 
-    model.train()
-    row = {"arch": arch, "mode": mode, "batch": batch,
-           "train_step": timed(train_step, device, args.warmup, args.repeats)}
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        train_step()
-        row["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
-    row["activation_bytes"] = saved_activation_bytes(forward_loss, list(module.parameters()))
-    model.eval()
-    weights = draw_weights(model, None)
-    with torch.no_grad(), fixed_weights(model, weights):
-        row["eval_step"] = timed(lambda: model(x), device, args.warmup, args.repeats)
-    return row
+    return module, forward_loss, train_step, x
+
+
+def bench_networks(arch: str, batch: int, device: torch.device, args) -> list[dict]:
+    """One row per mode; the training steps of the modes are timed together."""
+    setups = {mode: training_setup(arch, mode, batch, device, args) for mode in args.modes}
+    for module, *_ in setups.values():
+        module.train()
+    steps = timed_together({mode: s[2] for mode, s in setups.items()}, device, args.warmup,
+                           args.repeats)
+    rows = []
+    for mode, (module, forward_loss, train_step, x) in setups.items():
+        row = {"arch": arch, "mode": mode, "batch": batch, "train_step": steps[mode]}
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            train_step()
+            row["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
+        row["activation_bytes"] = saved_activation_bytes(forward_loss, list(module.parameters()))
+        model = module.model.eval()
+        with torch.no_grad(), fixed_weights(model, draw_weights(model, None)):
+            row["eval_step"] = timed(lambda: model(x), device, args.warmup, args.repeats)
+        rows.append(row)
+    return rows
 
 
 def bench_data(name: str, device: torch.device, count: int, batch: int, args) -> dict:
@@ -223,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for spec in args.nets:
         arch, batch = spec.split(":")
-        rows += [bench_network(arch, mode, int(batch), device, args) for mode in args.modes]
+        rows += bench_networks(arch, int(batch), device, args)
     ratios(rows)
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",

@@ -81,6 +81,7 @@ def test_fused_and_unfused_moments_and_gradients_agree(kind, distribution):
         make = lambda fused: LRConv2d(4, 6, 3, stride=2, padding=1, groups=groups,  # noqa: E731
                                       distribution=distribution, fused=fused)
         x = torch.rand(3, 4, 7, 7)
+    x.requires_grad_()
     fused, plain = make(True), make(False)
     plain.load_state_dict(fused.state_dict())
     with torch.no_grad():
@@ -89,10 +90,11 @@ def test_fused_and_unfused_moments_and_gradients_agree(kind, distribution):
     plain.load_state_dict(fused.state_dict())
     moments, grads = [], []
     for layer in (fused, plain):
+        x.grad = None
         mean, var = layer.preactivation_moments(x)
         (mean.sin().sum() + var.cos().sum()).backward()
         moments.append((mean.detach(), var.detach()))
-        grads.append([p.grad for p in layer.parameters()])
+        grads.append([x.grad, *(p.grad for p in layer.parameters())])
     for a, b in [*zip(*moments), *zip(*grads)]:
         assert torch.allclose(a, b, atol=1e-5)
 
@@ -109,8 +111,13 @@ def test_gaussian_sample_gradient_is_eq_5():
     assert torch.allclose(var.grad, noise / (2 * std), atol=1e-6)
 
 
-def test_bf16_autocast_keeps_the_sample_finite():
-    layer, x = _layer("conv", TernaryWeights)
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_bf16_autocast_keeps_the_sample_and_its_gradients_finite(kind):
+    layer, x = _layer(kind, TernaryWeights)
+    x = (x * 1e3).requires_grad_()  # large inputs: bf16 rounding of the variance
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        z = layer(x * 1e3)  # large inputs: bf16 rounding of the variance
+        z = layer(x)
     assert z.dtype == torch.bfloat16 and torch.isfinite(z).all()
+    z.float().square().mean().backward()
+    for tensor in (x, *layer.parameters()):
+        assert tensor.grad.dtype == torch.float32 and torch.isfinite(tensor.grad).all()

@@ -86,7 +86,7 @@ class WeightDistribution(nn.Module, metaclass=ABCMeta):
 
     def logit_l2(self) -> Tensor:
         """Probability decay (sec. 4.2): sum of squared logits / 2, as the reference code adds."""
-        return sum(logit.square().sum() for logit in self.logits()) / 2
+        return sum(torch.dot(logit.flatten(), logit.flatten()) for logit in self.logits()) / 2
 
     def beta_density(self) -> Tensor:
         """Beta-density regulariser (sec. 4.3), alpha = beta = 2: sum of p (1 - p) over the
@@ -95,47 +95,46 @@ class WeightDistribution(nn.Module, metaclass=ABCMeta):
 
 
 class _BinaryMoments(torch.autograd.Function):
-    """E[w] = t, Var[w] = 1 - t^2 with t = tanh(b / 2). The backward pass recomputes t from b
-    (a parameter, kept anyway) instead of saving weight-sized intermediates."""
+    """E[w] = t, Var[w] = 1 - t^2 with t = tanh(b / 2). The backward pass reads both from the
+    outputs, which the layer's maps keep anyway, instead of recomputing them."""
 
     @staticmethod
     def forward(ctx, b: Tensor) -> tuple[Tensor, Tensor]:
-        ctx.save_for_backward(b)
         t = torch.tanh(b * 0.5)
-        return t, torch.addcmul(torch.ones_like(t), t, t, value=-1)
+        var = torch.rsub(t * t, 1)
+        ctx.save_for_backward(t, var)
+        return t, var
 
     @staticmethod
     def backward(ctx, g_mean: Tensor, g_var: Tensor) -> Tensor:
-        """dE/db = (1 - t^2) / 2, dVar/db = -2 t dE/db."""
-        (b,) = ctx.saved_tensors
-        t = torch.tanh(b * 0.5)
-        grad = torch.addcmul(g_mean, t, g_var, value=-2)
-        return grad.mul_(t.mul_(t).sub_(1).mul_(-0.5))
+        """dE/db = (1 - t^2) / 2 = Var / 2, dVar/db = -2 t dE/db."""
+        t, var = ctx.saved_tensors
+        return torch.addcmul(g_mean, t, g_var, value=-2).mul_(var).mul_(0.5)
 
 
 class _TernaryMoments(torch.autograd.Function):
     """E[w] = q t, Var[w] = q - (q t)^2 with q = sigmoid(-a) = P(w != 0), t = tanh(b / 2)
-    (eq. 7). The backward pass recomputes q and t from a and b instead of saving
-    weight-sized intermediates."""
+    (eq. 7). The backward pass reads E and Var from the outputs (the layer's maps keep them
+    anyway), gets q = Var + E^2 back from them and recomputes only t."""
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        ctx.save_for_backward(a, b)
         q, t = torch.neg(a).sigmoid_(), torch.tanh(b * 0.5)
-        mean = q.mul(t)
-        return mean, q.addcmul_(mean, mean, value=-1)
+        mean = t.mul_(q)
+        var = q.addcmul_(mean, mean, value=-1)
+        ctx.save_for_backward(b, mean, var)
+        return mean, var
 
     @staticmethod
     def backward(ctx, g_mean: Tensor, g_var: Tensor) -> tuple[Tensor, Tensor]:
-        """Through E = q t and Var = q - q^2 t^2: dL/dq = g_E t + g_V (1 - 2 q t^2),
-        dL/dt = (g_E - 2 q t g_V) q; dq/da = -q (1 - q), dt/db = (1 - t^2) / 2."""
-        a, b = ctx.saved_tensors
-        q, t = torch.neg(a).sigmoid_(), torch.tanh(b * 0.5)
-        qt = q * t
-        g_q = torch.addcmul(g_var, g_var, qt * t, value=-2).addcmul_(g_mean, t)
-        g_t = torch.addcmul(g_mean, qt, g_var, value=-2).mul_(q)
-        grad_a = g_q.mul_(q).mul_(q.sub_(1))
-        grad_b = g_t.mul_(t.mul_(t).sub_(1).mul_(-0.5))
+        """With c = g_E - 2 E g_V (the gradient through E = q t and Var = q - E^2 w.r.t. E):
+        dL/da = -q (1 - q) (t c + g_V) = (q - 1)(E c + q g_V) since dq/da = -q (1 - q), and
+        dL/db = c q (1 - t^2) / 2 = c (q - E t) / 2 since dt/db = (1 - t^2) / 2."""
+        b, mean, var = ctx.saved_tensors
+        q = torch.addcmul(var, mean, mean)
+        c = torch.addcmul(g_mean, mean, g_var, value=-2)
+        grad_a = torch.mul(q, g_var).addcmul_(mean, c).mul_(q - 1)
+        grad_b = c.mul_(torch.addcmul(q, mean, torch.tanh(b * 0.5), value=-1)).mul_(0.5)
         return grad_a, grad_b
 
 

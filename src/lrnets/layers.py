@@ -9,9 +9,10 @@ In training they return a sample of the Gaussian approximation of the pre-activa
 whose gradient w.r.t. the distribution parameters is eq. 5 (autograd computes it). ``eps``
 is the reference code's 1e-3 inside the square root (the paper has none). When discrete
 weights are fixed (a sample or the mode, sec. 4.4) the layer is an ordinary convolution.
-With ``fused=True`` the two maps m and v^2 run as one grouped convolution (one batched matrix
-product for linear layers) instead of two calls; the result is the same. The standard deviation
-is computed in float32 so that mixed precision (bf16) cannot make it NaN.
+The two maps have a hand-written backward pass (``MomentMaps``) that keeps h, not h^2, for it.
+With ``fused=True`` they run as one grouped convolution (one batched matrix product for linear
+layers) instead of two calls, differentiated by autograd; the result is the same. The standard
+deviation is computed in float32 so that mixed precision (bf16) cannot make it NaN.
 
 The layer-family classes at the bottom (``FullPrecisionLayers``, ``LRLayers``) build the
 layers an architecture asks for; a mode config instantiates one of them.
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lrnets.distributions import TernaryWeights, WeightDistribution
+from lrnets.noise import standard_normal_like
 
 DistributionFactory = Callable[[tuple[int, ...]], WeightDistribution]
 
@@ -39,7 +41,7 @@ class GaussianSample(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mean: Tensor, var: Tensor, eps: float) -> Tensor:
         std = (var.float().clamp_min(0) + eps).sqrt()
-        noise = torch.randn_like(std)
+        noise = standard_normal_like(std)
         sample = torch.addcmul(mean.float(), std, noise)
         ctx.save_for_backward(noise.div_(std).mul_(0.5))
         ctx.var_dtype = var.dtype
@@ -49,6 +51,33 @@ class GaussianSample(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         (half_noise_over_std,) = ctx.saved_tensors
         return grad, (grad.float() * half_noise_over_std).to(ctx.var_dtype), None
+
+
+class MomentMaps(torch.autograd.Function):
+    """(m, v^2) = (op(h, E[w]), op(h^2, Var[w])) of a layer's linear map ``op`` (eq. 4).
+
+    The backward pass keeps h and recomputes h^2 (autograd would keep both), and forms the input
+    gradient op^T(g_m, E[w]) + 2 h op^T(g_v, Var[w]) in one pass. Under autocast the maps run in
+    the autocast dtype, as the layer's plain forward would."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, mean_w: Tensor, var_w: Tensor, layer: LRLayer) -> tuple[Tensor, Tensor]:
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            dtype = torch.get_autocast_dtype(device)
+            x, mean_w, var_w = x.to(dtype), mean_w.to(dtype), var_w.to(dtype)
+        ctx.layer = layer
+        ctx.save_for_backward(x, mean_w, var_w)
+        return layer.linear_op(x, mean_w), layer.linear_op(x * x, var_w)
+
+    @staticmethod
+    def backward(ctx, g_mean: Tensor, g_var: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None]:
+        x, mean_w, var_w = ctx.saved_tensors
+        need_x = ctx.needs_input_grad[0]
+        g_x_mean, g_mean_w = ctx.layer.linear_op_backward(g_mean.to(x.dtype), x, mean_w, need_x)
+        g_x_var, g_var_w = ctx.layer.linear_op_backward(g_var.to(x.dtype), x * x, var_w, need_x)
+        g_x = torch.addcmul(g_x_mean, x, g_x_var, value=2) if need_x else None
+        return g_x, g_mean_w, g_var_w, None
 
 
 class LRLayer(nn.Module, metaclass=ABCMeta):
@@ -69,6 +98,11 @@ class LRLayer(nn.Module, metaclass=ABCMeta):
         """The layer's linear map (convolution or matrix product) with a given weight."""
 
     @abstractmethod
+    def linear_op_backward(self, grad: Tensor, x: Tensor, weight: Tensor,
+                           need_input: bool) -> tuple[Tensor | None, Tensor]:
+        """Gradients of ``linear_op(x, weight)`` w.r.t. x (None unless ``need_input``) and weight."""
+
+    @abstractmethod
     def fused_moments(self, x: Tensor, mean_w: Tensor, var_w: Tensor) -> tuple[Tensor, Tensor]:
         """``(op(x, mean_w), op(x^2, var_w))`` computed by one call."""
 
@@ -83,7 +117,7 @@ class LRLayer(nn.Module, metaclass=ABCMeta):
         mean_w, var_w = (t.to(x.dtype) for t in self.distribution.moments())
         if self.fused:
             return self.fused_moments(x, mean_w, var_w)
-        return self.linear_op(x, mean_w), self.linear_op(x * x, var_w)
+        return MomentMaps.apply(x, mean_w, var_w, self)
 
 
 class LRConv2d(LRLayer):
@@ -95,7 +129,7 @@ class LRConv2d(LRLayer):
         out_channels: int,
         kernel_size: int | tuple[int, int],
         stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] | str = 0,
+        padding: int | tuple[int, int] = 0,
         dilation: int | tuple[int, int] = 1,
         groups: int = 1,
         bias: bool = False,
@@ -112,11 +146,19 @@ class LRConv2d(LRLayer):
         super().__init__((out_channels, in_channels // groups, kh, kw), distribution, eps, fused)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = (kh, kw)
-        self.stride, self.padding = stride, padding
-        self.dilation, self.groups = dilation, groups
+        pair = nn.modules.utils._pair
+        self.stride, self.padding, self.dilation = pair(stride), pair(padding), pair(dilation)
+        self.groups = groups
 
     def linear_op(self, x: Tensor, weight: Tensor) -> Tensor:
         return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+
+    def linear_op_backward(self, grad: Tensor, x: Tensor, weight: Tensor,
+                           need_input: bool) -> tuple[Tensor | None, Tensor]:
+        g_x, g_weight, _ = torch.ops.aten.convolution_backward(
+            grad, x, weight, None, self.stride, self.padding, self.dilation, False, (0, 0),
+            self.groups, (need_input, True, False))
+        return g_x, g_weight
 
     def fused_moments(self, x: Tensor, mean_w: Tensor, var_w: Tensor) -> tuple[Tensor, Tensor]:
         """[x, x^2] stacked on channels, [E[w], Var[w]] on output channels, twice the groups."""
@@ -151,6 +193,11 @@ class LRLinear(LRLayer):
 
     def linear_op(self, x: Tensor, weight: Tensor) -> Tensor:
         return F.linear(x, weight)
+
+    def linear_op_backward(self, grad: Tensor, x: Tensor, weight: Tensor,
+                           need_input: bool) -> tuple[Tensor | None, Tensor]:
+        g_weight = grad.flatten(0, -2).T @ x.flatten(0, -2)
+        return (grad @ weight if need_input else None), g_weight
 
     def fused_moments(self, x: Tensor, mean_w: Tensor, var_w: Tensor) -> tuple[Tensor, Tensor]:
         """One batched matrix product of [x, x^2] with [E[w], Var[w]]."""

@@ -16,8 +16,11 @@ class LRNetModule(pl.LightningModule):
 
     loss = mean CE + probability_decay * sum(logits^2) / 2      (ternary, sec. 4.2)
                    + beta * sum p (1 - p)                         (binary, sec. 4.3)
-    Weight decay is applied by Adam to the parameters ``weight_decay_scope`` names: the last
-    (softmax) layer only in discrete runs, every weight in full-precision runs.
+    The probability decay is Adam's (L2) weight decay on the logits: Adam adds its gradient,
+    probability_decay * logit, to theirs, which costs no pass over the logits of its own; its
+    value is logged with the beta term as ``train/regularizer``. Weight decay is applied by Adam
+    to the parameters ``weight_decay_scope`` names: the last (softmax) layer only in discrete
+    runs, every weight in full-precision runs.
     """
 
     def __init__(
@@ -44,13 +47,20 @@ class LRNetModule(pl.LightningModule):
         return self.model(x)
 
     def regularization(self) -> Tensor:
-        hp = self.hparams
+        """The regulariser the loss differentiates: beta * sum p (1 - p) (sec. 4.3)."""
         total = torch.zeros((), device=self.device)
-        for dist in self.distributions:
-            if hp.probability_decay:
-                total = total + hp.probability_decay * dist.logit_l2()
-            if hp.beta:
-                total = total + hp.beta * dist.beta_density()
+        if self.hparams.beta:
+            for dist in self.distributions:
+                total = total + self.hparams.beta * dist.beta_density()
+        return total
+
+    @torch.no_grad()
+    def probability_decay_value(self) -> Tensor:
+        """probability_decay * sum(logits^2) / 2 (sec. 4.2), the term Adam's decay minimises."""
+        total = torch.zeros((), device=self.device)
+        if self.hparams.probability_decay:
+            for dist in self.distributions:
+                total = total + self.hparams.probability_decay * dist.logit_l2()
         return total
 
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
@@ -66,7 +76,7 @@ class LRNetModule(pl.LightningModule):
         loss = self._step(batch, "train")
         if self.distributions:
             reg = self.regularization()
-            self.log("train/regularizer", reg)
+            self.log("train/regularizer", reg.detach() + self.probability_decay_value())
             loss = loss + reg
         return loss
 
@@ -77,7 +87,8 @@ class LRNetModule(pl.LightningModule):
         self._step(batch, "test")
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Adam groups: distribution logits, weight-decayed weights, and the rest."""
+        """Adam groups: distribution logits (decayed by the probability decay), weight-decayed
+        weights, and the rest."""
         hp = self.hparams
         logit_ids = {id(p) for d in self.distributions for p in d.parameters()}
         head = self.model.head
@@ -91,7 +102,7 @@ class LRNetModule(pl.LightningModule):
             key = "logits" if id(p) in logit_ids else "decayed" if id(p) in decayed_ids else "other"
             groups[key].append(p)
         settings = {
-            "logits": {"lr": hp.logit_lr or hp.lr, "weight_decay": 0.0},
+            "logits": {"lr": hp.logit_lr or hp.lr, "weight_decay": hp.probability_decay},
             "decayed": {"lr": hp.lr, "weight_decay": hp.weight_decay},
             "other": {"lr": hp.lr, "weight_decay": 0.0},
         }

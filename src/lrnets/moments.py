@@ -21,6 +21,8 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
+from lrnets.noise import standard_normal_like
+
 EPS = 1e-6  # keeps standard deviations away from zero, as the authors' code
 
 
@@ -37,7 +39,7 @@ class Gaussian(NamedTuple):
     def sample(self, eps: float = EPS) -> Tensor:
         """mean + sqrt(var + eps) * N(0, 1), fresh noise per element (the local
         reparameterization trick; the last layer's sample in Roth et al.)."""
-        return self.mean + torch.sqrt(self.var + eps) * torch.randn_like(self.mean)
+        return self.mean + torch.sqrt(self.var + eps) * standard_normal_like(self.mean)
 
 
 def linear_moments(op: Callable[[Tensor, Tensor], Tensor], x: Gaussian, w_mean: Tensor,
