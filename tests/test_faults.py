@@ -21,11 +21,12 @@ DETERMINISTIC = ["mode=ternary", "init=random", "trainer.deterministic=true",
                  "train.lr_milestones=[2]"]
 # Epochs long enough (16 batches) to stop a run in the middle of one.
 LONG_EPOCHS = ["dataset.num_train=1088", "trainer.limit_train_batches=null", "train.epochs=3"]
+TIMING_AND_PLACE = ("wall_time_s", "epoch_time_s", "epochs_timed", "paths", "resumed_from")
 
 
 def comparable(results: dict) -> dict:
     """A results file without what differs between equal runs: timings and paths."""
-    return {k: v for k, v in results.items() if k not in ("wall_time_s", "paths", "resumed_from")}
+    return {k: v for k, v in results.items() if k not in TIMING_AND_PLACE}
 
 
 def network(run_dir: Path) -> dict:

@@ -44,17 +44,18 @@ def test_table1_dry_run_prints_one_multirun_per_cell(tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # nothing ran
 
 
-def _fake_run(folder, status="completed", epochs=2, test_error=0.01):
+def _fake_run(folder, status="completed", epochs=2, test_error=0.01, epoch_time_s=None):
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps(
-        {"status": status, "epochs": epochs, "epochs_configured": epochs, "test_error": test_error}))
+        {"status": status, "epochs": epochs, "epochs_configured": epochs, "test_error": test_error,
+         "epoch_time_s": epoch_time_s}))
 
 
 def test_collect_writes_our_errors_next_to_the_papers(tmp_path, monkeypatch, capsys):
     runs = tmp_path / "runs"
-    _fake_run(runs / "mnist_ternary" / "seed0", test_error=0.01)
-    _fake_run(runs / "mnist_ternary" / "seed1", test_error=0.02)
-    _fake_run(runs / "mnist_binary" / "seed0", test_error=0.03)
+    _fake_run(runs / "mnist_ternary" / "seed0", test_error=0.01, epoch_time_s=36.0)
+    _fake_run(runs / "mnist_ternary" / "seed1", test_error=0.02, epoch_time_s=40.0)
+    _fake_run(runs / "mnist_binary" / "seed0", test_error=0.03, epoch_time_s=18.0)
     _fake_run(runs / "mnist_binary" / "seed1", status="failed")
     _fake_run(runs / "cifar10_ternary" / "seed0", test_error=0.2)
     cifar = tmp_path / "data" / "cifar-10-batches-py"  # not the official release
@@ -64,16 +65,20 @@ def test_collect_writes_our_errors_next_to_the_papers(tmp_path, monkeypatch, cap
     load_script("reproduce_table1").main(["--collect", str(runs), "--seeds", "2", "--modes",
                                           "ternary", "binary", "--out", str(out)])
     md = (out / "table1.md").read_text()
-    assert "| LR-net, ternary | ternary | 1.50 ± 0.71 | 0.50 | 2 of 190 | 2/2 |" in md
-    assert "| LR-net, binary | binary | 3.00 | 0.53 | 2 of 190 | 1/2 |" in md
+    # median epoch time x 190 epochs: 38 s -> 2.01 h, 18 s -> 0.95 h
+    assert "| LR-net, ternary | ternary | 1.50 ± 0.71 | 0.50 | 2 of 190 | 38.0 s, 2.01 h | 2/2 |" in md
+    assert "| LR-net, binary | binary | 3.00 | 0.53 | 2 of 190 | 18.0 s, 0.95 h | 1/2 |" in md
     assert "seed 1: failed" in md
-    assert "| LR-net, ternary | ternary | 20.00 | 6.74 | 2 of 290 | 1/2 |" in md
+    assert "| LR-net, ternary | ternary | 20.00 | 6.74 | 2 of 290 | — | 1/2 |" in md
+    assert "one seed per cell: 3.0 h" in md
+    assert "not counted: cifar10 binary, cifar10 ternary." in md
     assert "| BNN | — | — | 1.40 |" in md  # the paper's row without a mode here
     assert "not measured here" in md and "JPEG re-encoding" in md
     rows = list(csv.DictReader((out / "table1.csv").open()))
     ternary = next(r for r in rows if r["dataset"] == "mnist" and r["mode"] == "ternary")
     assert float(ternary["test_error_mean_percent"]) == pytest.approx(1.5)
     assert float(ternary["paper_test_error_percent"]) == 0.5 and ternary["seeds"] == "2"
+    assert float(ternary["projected_full_schedule_h"]) == pytest.approx(38 * 190 / 3600)
 
 
 def test_runs_of_another_schedule_are_not_mixed_in(tmp_path):
@@ -121,7 +126,8 @@ def test_table1_trains_missing_runs_then_collects_them(tmp_path, capsys):
     assert script.main(args)["failed"] == []
     md = (tmp_path / "out" / "table1.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| LR-net, ternary |"))
-    assert " ± " in row and "| 1 of 190 | 2/2 |" in row
+    assert " ± " in row and "| 1 of 190 | " in row and "| 2/2 |" in row
+    assert "one seed per cell:" in md  # the runs timed their epochs
     capsys.readouterr()
     script.main(args)  # everything is there: nothing is trained again
     assert "$ " not in capsys.readouterr().out

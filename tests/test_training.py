@@ -31,6 +31,11 @@ def test_every_architecture_and_mode_trains(smoke_config, arch, mode):
         assert results["chosen"] in {c["name"] for c in results["selection"]["candidates"]}
 
 
+def test_results_record_the_epoch_time(smoke_config):
+    results = train(smoke_config("mode=ternary", "init=random", "train.epochs=2"))
+    assert results["epochs_timed"] == 2 and 0 < results["epoch_time_s"] < results["wall_time_s"]
+
+
 def test_discrete_checkpoint_holds_integer_weights(smoke_config):
     cfg = smoke_config("mode=ternary", "init=random")
     train(cfg)

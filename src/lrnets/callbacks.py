@@ -1,5 +1,9 @@
-"""Lightning callbacks that log what belongs to the discrete layers (Appendix B, Fig. 3)."""
+"""Lightning callbacks that log what belongs to the discrete layers (Appendix B, Fig. 3), and the
+epoch timer."""
 from __future__ import annotations
+
+import statistics
+import time
 
 import pytorch_lightning as pl
 import torch
@@ -10,6 +14,27 @@ from lrnets.distributed import rank_shard
 from lrnets.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights, fixed_weights,
                                recalibrate_batch_norm, select_discrete_network)
 from lrnets.layers import LRConv2d
+
+
+class EpochTimer(pl.Callback):
+    """Seconds of every training epoch this process runs, its validation included, logged as
+    ``time/epoch_s``; their median, times a schedule's epochs, projects the schedule's time."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+        pl_module.log("time/epoch_s", self.seconds[-1])
+
+    def summary(self) -> dict:
+        """``epoch_time_s`` (the median) and ``epochs_timed`` for results.json."""
+        median = round(statistics.median(self.seconds), 2) if self.seconds else None
+        return {"epoch_time_s": median, "epochs_timed": len(self.seconds)}
 
 
 class DistributionMonitor(pl.Callback):

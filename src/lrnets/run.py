@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from lrnets.callbacks import BatchNormReestimation, DistributionMonitor, SampledEvaluation
+from lrnets.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
+                              SampledEvaluation)
 from lrnets.checks import check_config
 from lrnets.data import build_datamodule
 from lrnets.distributed import all_ranks, examples_counted, rank_shard
@@ -87,6 +88,7 @@ def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
         ModelCheckpoint(dirpath=out / "checkpoints", filename="last", enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
         EpochSeed(cfg.seed), RecordConfig(cfg), FiniteLoss(), InterruptCheckpoint(out / INTERRUPTED),
+        EpochTimer(),
     ]
     if discrete:
         callbacks.append(DistributionMonitor())
@@ -197,6 +199,7 @@ def train(cfg: DictConfig) -> dict:
     if resume_from is not None:
         results["resumed_from"] = str(resume_from)
     results["wall_time_s"] = round(time.time() - started, 1)
+    results.update(next(c for c in trainer.callbacks if isinstance(c, EpochTimer)).summary())
     results["paths"] = _paths(out)
     _log_final(trainer, results)
     if trainer.is_global_zero:

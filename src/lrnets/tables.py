@@ -130,8 +130,16 @@ class CellRow:
     seeds_planned: int = 0
     epochs_run: list[int] = field(default_factory=list)
     epochs_full: int | None = None
+    epoch_time_s: float | None = None
     status: str = ""
     overrides: str = ""
+
+    @property
+    def projected_hours(self) -> float | None:
+        """The full schedule's training time at the runs' median epoch time."""
+        if self.epoch_time_s is None or self.epochs_full is None:
+            return None
+        return self.epoch_time_s * self.epochs_full / 3600
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -161,6 +169,8 @@ def cell_row(spec: TableSpec, cell: Cell, dataset: str, mode: str, seeds: list[i
     done = {s: r for s, r in runs.items() if r is not None and r.get("status") == "completed"}
     row.seeds = len(done)
     row.epochs_run = sorted({r["epochs"] for r in done.values()})
+    epoch_times = [r["epoch_time_s"] for r in done.values() if r.get("epoch_time_s")]
+    row.epoch_time_s = statistics.median(epoch_times) if epoch_times else None
     for key, _ in spec.metrics:
         values = [r[key] for r in done.values() if r.get(key) is not None]
         row.ours[key] = mean_std(values) if values else None
@@ -210,6 +220,29 @@ def _epochs(row: CellRow) -> str:
     return f"{run} of {row.epochs_full}"
 
 
+def _timing(row: CellRow) -> str:
+    """``41.2 s, 2.17 h``: the median epoch time and the full schedule projected from it."""
+    if row.projected_hours is None:
+        return "—"
+    return f"{row.epoch_time_s:.1f} s, {row.projected_hours:.2f} h"
+
+
+def projection_note(rows: list[CellRow]) -> str | None:
+    """The whole table's projected training time, one seed per cell, on this machine."""
+    timed = [row for row in rows if row.projected_hours is not None]
+    if not timed:
+        return None
+    untimed = [f"{row.dataset} {row.mode}" for row in rows
+               if row.projected_hours is None and row.mode != "—"]
+    text = (f"Projected training time of the full schedules, one seed per cell: "
+            f"{sum(row.projected_hours for row in timed):.1f} h, the sum over cells of the "
+            f"median epoch time (validation included) times the paper config's epochs; the "
+            f"final sampling and test evaluation are not counted.")
+    if untimed:
+        text += f" Cells without a timed epoch, not counted: {', '.join(untimed)}."
+    return text
+
+
 def cifar10_note(rows: list[CellRow]) -> str | None:
     """A footnote when the CIFAR-10 files the runs read (``dataset.root``, else
     ``$LRNETS_DATA``, else ``./data``, at the time the table is written) are not the official
@@ -228,7 +261,8 @@ def markdown(spec: TableSpec, rows: list[CellRow], seeds: list[int], runs_dir: P
     """One table per data set; distinct override sets of the runs become numbered notes."""
     error_columns = [name if len(spec.metrics) == 1 else f"{name}, {label}"
                      for _, label in spec.metrics for name in ("ours", "paper")]
-    header = ["method", "mode", *error_columns, "epochs run", "seeds", "runs' overrides", "status"]
+    header = ["method", "mode", *error_columns, "epochs run", "epoch time, full schedule",
+              "seeds", "runs' overrides", "status"]
     override_sets = sorted({row.overrides for row in rows if row.overrides})
     notes = {text: f"[{i + 1}]" for i, text in enumerate(override_sets)}
     lines = [f"# {spec.title}", "",
@@ -244,16 +278,17 @@ def markdown(spec: TableSpec, rows: list[CellRow], seeds: list[int], runs_dir: P
             errors = [c for key, _ in spec.metrics
                       for c in (_ours(row.ours.get(key)), _percent(row.paper[key]))]
             seeds_text = f"{row.seeds}/{row.seeds_planned}" if row.seeds_planned else "—"
-            lines.append("| " + " | ".join([row.method, row.mode, *errors, _epochs(row), seeds_text,
+            lines.append("| " + " | ".join([row.method, row.mode, *errors, _epochs(row),
+                                            _timing(row), seeds_text,
                                             notes.get(row.overrides, ""), row.status]) + " |")
         lines.append("")
     if notes:
         lines += ["Runs' overrides beyond the cell's config and seed:", ""]
         lines += [f"- {mark} `{text}`" for text, mark in notes.items()]
         lines.append("")
-    note = cifar10_note(rows)
-    if note:
-        lines += [f"Note: {note}", ""]
+    for note in (projection_note(rows), cifar10_note(rows)):
+        if note:
+            lines += [f"Note: {note}", ""]
     lines.append(f"Seeds {', '.join(map(str, seeds))}; runs in `{runs_dir}`; written "
                  f"{datetime.now():%Y-%m-%d %H:%M}.")
     return "\n".join(lines) + "\n"
@@ -263,7 +298,8 @@ def write_csv(path: Path, spec: TableSpec, rows: list[CellRow]) -> None:
     fields = ["dataset", "method", "mode"]
     for key, _ in spec.metrics:
         fields += [f"{key}_mean_percent", f"{key}_std_percent", f"paper_{key}_percent"]
-    fields += ["seeds", "seeds_planned", "epochs_run", "epochs_full_schedule", "overrides", "status"]
+    fields += ["seeds", "seeds_planned", "epochs_run", "epochs_full_schedule", "epoch_time_s",
+               "projected_full_schedule_h", "overrides", "status"]
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
@@ -271,7 +307,8 @@ def write_csv(path: Path, spec: TableSpec, rows: list[CellRow]) -> None:
             record = {"dataset": row.dataset, "method": row.method, "mode": row.mode,
                       "seeds": row.seeds, "seeds_planned": row.seeds_planned,
                       "epochs_run": " ".join(map(str, row.epochs_run)),
-                      "epochs_full_schedule": row.epochs_full, "overrides": row.overrides,
+                      "epochs_full_schedule": row.epochs_full, "epoch_time_s": row.epoch_time_s,
+                      "projected_full_schedule_h": row.projected_hours, "overrides": row.overrides,
                       "status": row.status}
             for key, _ in spec.metrics:
                 mean, std = row.ours.get(key) or (None, None)
