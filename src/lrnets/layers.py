@@ -58,24 +58,24 @@ class MomentMaps(torch.autograd.Function):
 
     The backward pass keeps h and recomputes h^2 (autograd would keep both), and forms the input
     gradient op^T(g_m, E[w]) + 2 h op^T(g_v, Var[w]) in one pass. Under autocast the maps run in
-    the autocast dtype, as the layer's plain forward would."""
+    the autocast dtype, as the layer's plain forward would; the weight moments are kept as they
+    come (the distribution keeps them for its own backward pass) and cast again there."""
 
     @staticmethod
     def forward(ctx, x: Tensor, mean_w: Tensor, var_w: Tensor, layer: LRLayer) -> tuple[Tensor, Tensor]:
         device = x.device.type
-        if torch.is_autocast_enabled(device):
-            dtype = torch.get_autocast_dtype(device)
-            x, mean_w, var_w = x.to(dtype), mean_w.to(dtype), var_w.to(dtype)
+        ctx.dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         ctx.layer = layer
         ctx.save_for_backward(x, mean_w, var_w)
+        x, mean_w, var_w = (t.to(ctx.dtype) for t in (x, mean_w, var_w))
         return layer.linear_op(x, mean_w), layer.linear_op(x * x, var_w)
 
     @staticmethod
     def backward(ctx, g_mean: Tensor, g_var: Tensor) -> tuple[Tensor | None, Tensor, Tensor, None]:
-        x, mean_w, var_w = ctx.saved_tensors
+        x, mean_w, var_w = (t.to(ctx.dtype) for t in ctx.saved_tensors)
         need_x = ctx.needs_input_grad[0]
-        g_x_mean, g_mean_w = ctx.layer.linear_op_backward(g_mean.to(x.dtype), x, mean_w, need_x)
-        g_x_var, g_var_w = ctx.layer.linear_op_backward(g_var.to(x.dtype), x * x, var_w, need_x)
+        g_x_mean, g_mean_w = ctx.layer.linear_op_backward(g_mean.to(ctx.dtype), x, mean_w, need_x)
+        g_x_var, g_var_w = ctx.layer.linear_op_backward(g_var.to(ctx.dtype), x * x, var_w, need_x)
         g_x = torch.addcmul(g_x_mean, x, g_x_var, value=2) if need_x else None
         return g_x, g_mean_w, g_var_w, None
 
@@ -114,9 +114,9 @@ class LRLayer(nn.Module, metaclass=ABCMeta):
 
     def preactivation_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean m and variance v^2 of the pre-activation for a deterministic input (eq. 4)."""
-        mean_w, var_w = (t.to(x.dtype) for t in self.distribution.moments())
+        mean_w, var_w = self.distribution.moments()
         if self.fused:
-            return self.fused_moments(x, mean_w, var_w)
+            return self.fused_moments(x, mean_w.to(x.dtype), var_w.to(x.dtype))
         return MomentMaps.apply(x, mean_w, var_w, self)
 
 
