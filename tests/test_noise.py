@@ -1,4 +1,6 @@
 """Parallel standard normal noise: the numbers of the global seed, whatever the thread count."""
+import multiprocessing
+
 import pytest
 import torch
 
@@ -38,3 +40,23 @@ def test_small_tensors_use_the_global_generator():
     z = standard_normal_like(torch.empty(10, 10))
     torch.manual_seed(0)
     assert torch.equal(z, torch.randn(10, 10))
+
+
+def _draw_in_child(queue):
+    torch.manual_seed(0)
+    queue.put(standard_normal_like(torch.empty(3 * BLOCK))[:5].tolist())
+
+
+def test_a_forked_child_draws_noise_after_its_parent_did():
+    torch.manual_seed(0)
+    expected = standard_normal_like(torch.empty(3 * BLOCK))[:5]  # the parent's pool is running
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_draw_in_child, args=(queue,))
+    child.start()
+    try:
+        drawn = queue.get(timeout=60)  # raises queue.Empty when the child hangs
+        child.join(timeout=10)
+    finally:
+        child.kill()
+    assert child.exitcode == 0 and drawn == expected.tolist()

@@ -9,6 +9,7 @@ numbers depend on the global seed only, not on the number of threads. On acceler
 """
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -21,6 +22,9 @@ BLOCK = 1 << 20  # elements per generator
 @lru_cache(maxsize=None)
 def _pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="lrnets-noise")
+
+
+os.register_at_fork(after_in_child=_pool.cache_clear)  # a forked child has none of the threads
 
 
 def standard_normal_like(t: Tensor) -> Tensor:
