@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
+from lrnets.cpu_memory import keep_freed_memory
 from lrnets.data.modules import InMemoryDataModule
 from lrnets.data.synthetic import synthetic_arrays
 from lrnets.data.transforms import CifarTransform, UnitRange
@@ -241,6 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.nets, args.warmup, args.repeats = ["lenet:8"], 1, 2
         args.data_images, args.val_images, args.num_samples = 512, 256, 2
     device = torch.device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as a training run on a CPU does
     torch.manual_seed(0)
     rows = []
     for spec in args.nets:

@@ -17,12 +17,14 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from lrnets.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
                               SampledEvaluation)
 from lrnets.checks import check_config
+from lrnets.cpu_memory import keep_freed_memory
 from lrnets.data import build_datamodule
 from lrnets.distributed import all_ranks, examples_counted, rank_shard
 from lrnets.errors import ConfigError
@@ -153,6 +155,8 @@ def train(cfg: DictConfig) -> dict:
         beta=cfg.mode.beta, logit_lr=cfg.train.get("logit_lr"),
     )
     trainer = build_trainer(cfg, out, discrete)
+    if isinstance(trainer.accelerator, CPUAccelerator):
+        keep_freed_memory()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
     except BaseException as err:
