@@ -100,8 +100,8 @@ class _BinaryMoments(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, b: Tensor) -> tuple[Tensor, Tensor]:
-        t = torch.tanh(b * 0.5)
-        var = torch.rsub(t * t, 1)
+        t = b.mul(0.5).tanh_()  # in place: fresh tensors cost more than passes on a CPU
+        var = torch.mul(t, t).neg_().add_(1)
         ctx.save_for_backward(t, var)
         return t, var
 
@@ -119,7 +119,7 @@ class _TernaryMoments(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        q, t = torch.neg(a).sigmoid_(), torch.tanh(b * 0.5)
+        q, t = torch.neg(a).sigmoid_(), b.mul(0.5).tanh_()
         mean = t.mul_(q)
         var = q.addcmul_(mean, mean, value=-1)
         ctx.save_for_backward(b, mean, var)
@@ -133,9 +133,9 @@ class _TernaryMoments(torch.autograd.Function):
         b, mean, var = ctx.saved_tensors
         q = torch.addcmul(var, mean, mean)
         c = torch.addcmul(g_mean, mean, g_var, value=-2)
-        grad_a = torch.mul(q, g_var).addcmul_(mean, c).mul_(q - 1)
-        grad_b = c.mul_(torch.addcmul(q, mean, torch.tanh(b * 0.5), value=-1)).mul_(0.5)
-        return grad_a, grad_b
+        grad_a = torch.mul(q, g_var).addcmul_(mean, c)
+        grad_b = c.mul_(b.mul(0.5).tanh_().mul_(mean).neg_().add_(q)).mul_(0.5)
+        return grad_a.mul_(q.sub_(1)), grad_b
 
 
 class _SigmoidVarianceSum(torch.autograd.Function):
@@ -145,14 +145,14 @@ class _SigmoidVarianceSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
-        p = torch.sigmoid(x)
-        return (p - p * p).sum()
+        p = torch.sigmoid(x).flatten()
+        return p.sum() - torch.dot(p, p)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
         p = torch.sigmoid(x)
-        return (p - p * p).mul_(p.mul_(-2).add_(1)).mul_(grad)
+        return torch.addcmul(p, p, p, value=-1).mul_(p.mul_(-2).add_(1)).mul_(grad)
 
 
 def _logit(p: Tensor) -> Tensor:

@@ -40,7 +40,7 @@ class GaussianSample(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, mean: Tensor, var: Tensor, eps: float) -> Tensor:
-        std = (var.float().clamp_min(0) + eps).sqrt()
+        std = var.float().clamp_min(0).add_(eps).sqrt_()
         noise = standard_normal_like(std)
         sample = torch.addcmul(mean.float(), std, noise)
         ctx.save_for_backward(noise.div_(std).mul_(0.5))
