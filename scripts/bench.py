@@ -18,7 +18,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +90,14 @@ def network(arch: str, mode: str, overrides: list[str]):
     return build_network(cfg, channels, 10, size), cfg
 
 
-def training_setup(arch: str, mode: str, batch: int, device: torch.device, args):
+class TrainingSetup(NamedTuple):
+    module: LRNetModule
+    forward_loss: Callable[[], torch.Tensor]
+    train_step: Callable[[], None]
+    x: torch.Tensor
+
+
+def training_setup(arch: str, mode: str, batch: int, device: torch.device, args) -> TrainingSetup:
     """The network of ``mode``, its training step (forward, backward, the run's Adam) on a
     random batch, and that batch."""
     model, cfg = network(arch, mode, args.override)
@@ -112,16 +119,16 @@ def training_setup(arch: str, mode: str, batch: int, device: torch.device, args)
         forward_loss().backward()
         optimizer.step()
 
-    return module, forward_loss, train_step, x
+    return TrainingSetup(module, forward_loss, train_step, x)
 
 
 def bench_networks(arch: str, batch: int, device: torch.device, args) -> list[dict]:
     """One row per mode; the training steps of the modes are timed together."""
     setups = {mode: training_setup(arch, mode, batch, device, args) for mode in args.modes}
-    for module, *_ in setups.values():
-        module.train()
-    steps = timed_together({mode: s[2] for mode, s in setups.items()}, device, args.warmup,
-                           args.repeats)
+    for setup in setups.values():
+        setup.module.train()
+    steps = timed_together({mode: s.train_step for mode, s in setups.items()}, device,
+                           args.warmup, args.repeats)
     rows = []
     for mode, (module, forward_loss, train_step, x) in setups.items():
         row = {"arch": arch, "mode": mode, "batch": batch, "train_step": steps[mode]}

@@ -1,7 +1,7 @@
 """The Lightning module that trains a network of discrete weight distributions (sec. 3-5)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import pytorch_lightning as pl
 import torch
@@ -48,19 +48,19 @@ class LRNetModule(pl.LightningModule):
 
     def regularization(self) -> Tensor:
         """The regulariser the loss differentiates: beta * sum p (1 - p) (sec. 4.3)."""
-        total = torch.zeros((), device=self.device)
-        if self.hparams.beta:
-            for dist in self.distributions:
-                total = total + self.hparams.beta * dist.beta_density()
-        return total
+        return self._summed(self.hparams.beta, WeightDistribution.beta_density)
 
     @torch.no_grad()
     def probability_decay_value(self) -> Tensor:
         """probability_decay * sum(logits^2) / 2 (sec. 4.2), the term Adam's decay minimises."""
+        return self._summed(self.hparams.probability_decay, WeightDistribution.logit_l2)
+
+    def _summed(self, coefficient: float, term: Callable[[WeightDistribution], Tensor]) -> Tensor:
+        """coefficient * the sum of ``term`` over the network's distributions (0 when it is 0)."""
         total = torch.zeros((), device=self.device)
-        if self.hparams.probability_decay:
+        if coefficient:
             for dist in self.distributions:
-                total = total + self.hparams.probability_decay * dist.logit_l2()
+                total = total + coefficient * term(dist)
         return total
 
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
