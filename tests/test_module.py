@@ -5,24 +5,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrnets.distributions import TernaryWeights
+from lrnets.distributions import BinaryWeights, TernaryWeights
 from lrnets.layers import LRLinear
 from lrnets.module import LRNetModule
 
 
 class _Net(nn.Module):
-    def __init__(self):
+    def __init__(self, distribution=TernaryWeights):
         super().__init__()
-        self.body = LRLinear(6, 4, distribution=TernaryWeights)
+        self.body = LRLinear(6, 4, distribution=distribution)
         self.head = nn.Linear(4, 3, bias=False)
 
     def forward(self, x):
         return self.head(self.body(x))
 
 
-def _module(model, probability_decay):
+def _module(model, probability_decay, beta=0.0):
     return LRNetModule(model, lr=0.05, lr_milestones=[], lr_gamma=1.0, weight_decay=0.0,
-                       weight_decay_scope="last", probability_decay=probability_decay)
+                       weight_decay_scope="last", probability_decay=probability_decay, beta=beta)
 
 
 def test_probability_decay_takes_the_steps_of_its_loss_term():
@@ -51,3 +51,15 @@ def test_probability_decay_takes_the_steps_of_its_loss_term():
     logits = decayed.body.distribution.logits()
     expected = 0.3 * sum(l.square().sum() for l in logits) / 2
     assert torch.allclose(by_adam.probability_decay_value(), expected)
+
+
+class _BetaOverridden(BinaryWeights):
+    def beta_density(self):
+        return torch.tensor(7.0)
+
+
+def test_beta_regularizer_is_each_distributions_own():
+    """The loss takes the distribution's beta_density, a subclass's override included (the
+    binary one is a memory-saving autograd function, not the base class's formula)."""
+    module = _module(_Net(_BetaOverridden), 0.0, beta=0.5)
+    assert module.regularization().item() == 3.5

@@ -48,15 +48,16 @@ class LRNetModule(pl.LightningModule):
 
     def regularization(self) -> Tensor:
         """The regulariser the loss differentiates: beta * sum p (1 - p) (sec. 4.3)."""
-        return self._summed(self.hparams.beta, WeightDistribution.beta_density)
+        return self._summed(self.hparams.beta, lambda dist: dist.beta_density())
 
     @torch.no_grad()
     def probability_decay_value(self) -> Tensor:
         """probability_decay * sum(logits^2) / 2 (sec. 4.2), the term Adam's decay minimises."""
-        return self._summed(self.hparams.probability_decay, WeightDistribution.logit_l2)
+        return self._summed(self.hparams.probability_decay, lambda dist: dist.logit_l2())
 
     def _summed(self, coefficient: float, term: Callable[[WeightDistribution], Tensor]) -> Tensor:
-        """coefficient * the sum of ``term`` over the network's distributions (0 when it is 0)."""
+        """coefficient * the sum of ``term`` over the network's distributions (0 when it is 0).
+        ``term`` calls the distribution's own method, so that a subclass's override is used."""
         total = torch.zeros((), device=self.device)
         if coefficient:
             for dist in self.distributions:
