@@ -8,7 +8,10 @@ path, and the cost of choosing a sampled network, all in one process.
 The two-convolution cost of the local reparameterization trick bounds an LR training step at
 about twice the full-precision step of the same network (issue: "Speed"); the table gives the
 ratios LR / full precision measured here, with the training steps of the compared networks
-timed in alternation. Writes JSON with medians, spreads and ratios.
+timed in alternation. It also times the networks' linear maps alone (forward and backward of
+every convolution and matrix product, the LR layers' two maps of eq. 4 from fixed weight
+moments): their ratio is the part of the bound no other work can lower. Writes JSON with
+medians, spreads and ratios.
 """
 from __future__ import annotations
 
@@ -23,12 +26,14 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from torch import nn
 
 from lrnets.cpu_memory import keep_freed_memory
 from lrnets.data.modules import InMemoryDataModule
 from lrnets.data.synthetic import synthetic_arrays
 from lrnets.data.transforms import CifarTransform, UnitRange
 from lrnets.evaluation import EvalData, accuracy, draw_weights, fixed_weights, select_discrete_network
+from lrnets.layers import LRLayer
 from lrnets.module import LRNetModule
 from lrnets.reference import CONF_DIR
 from lrnets.run import build_network
@@ -122,16 +127,52 @@ def training_setup(arch: str, mode: str, batch: int, device: torch.device, args)
     return TrainingSetup(module, forward_loss, train_step, x)
 
 
+def linear_maps_step(model: nn.Module, x: torch.Tensor, bf16: bool) -> Callable[[], None]:
+    """Forward and backward of the network's linear maps alone, each on the input it gets in a
+    forward pass of ``x``, with random output gradients; an LR layer's maps (eq. 4) take its
+    weight moments as fixed leaves, so their computation is not counted."""
+    inputs: dict[nn.Module, torch.Tensor] = {}
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, LRLayer))]
+    hooks = [m.register_forward_pre_hook(lambda m, args: inputs.setdefault(m, args[0].detach().clone()))
+             for m in layers]
+    with torch.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    calls = []
+    for layer in layers:
+        h = inputs[layer].requires_grad_(layer is not layers[0])  # the data: no gradient
+        if isinstance(layer, LRLayer):
+            moments = [t.detach().requires_grad_() for t in layer.distribution.moments()]
+            calls.append(lambda layer=layer, h=h, moments=moments: layer.moment_maps(h, *moments))
+        else:
+            calls.append(lambda layer=layer, h=h: (layer(h),))
+    with torch.no_grad():
+        grads = [[torch.randn_like(o) for o in call()] for call in calls]
+
+    def step() -> None:
+        for call, grad in zip(calls, grads):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+                outputs = call()
+            torch.autograd.backward(outputs, grad)
+
+    return step
+
+
 def bench_networks(arch: str, batch: int, device: torch.device, args) -> list[dict]:
-    """One row per mode; the training steps of the modes are timed together."""
+    """One row per mode; the training steps of the modes are timed together, and so are their
+    linear maps alone."""
     setups = {mode: training_setup(arch, mode, batch, device, args) for mode in args.modes}
     for setup in setups.values():
         setup.module.train()
     steps = timed_together({mode: s.train_step for mode, s in setups.items()}, device,
                            args.warmup, args.repeats)
+    maps = timed_together({mode: linear_maps_step(s.module.model, s.x, args.bf16)
+                           for mode, s in setups.items()}, device, args.warmup, args.repeats)
     rows = []
     for mode, (module, forward_loss, train_step, x) in setups.items():
-        row = {"arch": arch, "mode": mode, "batch": batch, "train_step": steps[mode]}
+        row = {"arch": arch, "mode": mode, "batch": batch, "train_step": steps[mode],
+               "linear_maps_step": maps[mode]}
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             train_step()
@@ -203,6 +244,8 @@ def ratios(rows: list[dict]) -> None:
         if fp is None or r is fp:
             continue
         r["ratio_train_step"] = r["train_step"]["median_s"] / fp["train_step"]["median_s"]
+        r["ratio_linear_maps_step"] = (r["linear_maps_step"]["median_s"]
+                                       / fp["linear_maps_step"]["median_s"])
         r["ratio_eval_step"] = r["eval_step"]["median_s"] / fp["eval_step"]["median_s"]
         r["ratio_activation_bytes"] = r["activation_bytes"] / fp["activation_bytes"]
         if "peak_memory_bytes" in r:
@@ -211,13 +254,15 @@ def ratios(rows: list[dict]) -> None:
 
 def print_table(report: dict) -> None:
     print(f"\nnetworks on {report['device']} ({report['torch']}, {report['threads']} threads)")
-    print(f"{'arch':9}{'mode':15}{'batch':>6}{'train ms':>10}{'eval ms':>9}{'act MB':>8}"
-          f"{'train x':>9}{'mem x':>7}")
+    print(f"{'arch':9}{'mode':15}{'batch':>6}{'train ms':>10}{'maps ms':>9}{'eval ms':>9}"
+          f"{'act MB':>8}{'train x':>9}{'maps x':>8}{'mem x':>7}")
     for r in report["networks"]:
         mem = r.get("ratio_peak_memory", r.get("ratio_activation_bytes"))
         print(f"{r['arch']:9}{r['mode']:15}{r['batch']:>6}{1e3 * r['train_step']['median_s']:>10.1f}"
+              f"{1e3 * r['linear_maps_step']['median_s']:>9.1f}"
               f"{1e3 * r['eval_step']['median_s']:>9.1f}{r['activation_bytes'] / 2**20:>8.1f}"
-              f"{r.get('ratio_train_step', 1.0):>9.2f}{mem or 1.0:>7.2f}")
+              f"{r.get('ratio_train_step', 1.0):>9.2f}{r.get('ratio_linear_maps_step', 1.0):>8.2f}"
+              f"{mem or 1.0:>7.2f}")
     for d in report["data"]:
         tv = d.get("torchvision_per_image_images_per_s")
         print(f"data {d['data']:8} {d['device_path_images_per_s']:>12,.0f} images/s on the device path"

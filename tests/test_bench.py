@@ -16,9 +16,10 @@ def test_bench_tiny_writes_json(tmp_path):
     assert modes == ["full_precision", "binary", "ternary"]
     for row in report["networks"]:
         assert row["train_step"]["median_s"] > 0 and row["eval_step"]["median_s"] > 0
-        assert row["activation_bytes"] > 0
+        assert row["activation_bytes"] > 0 and row["linear_maps_step"]["median_s"] > 0
         if row["mode"] != "full_precision":
             assert row["ratio_train_step"] > 0 and row["ratio_activation_bytes"] > 0
+            assert row["ratio_linear_maps_step"] > 0
     assert {d["data"] for d in report["data"]} == {"mnist", "cifar10"}
     assert all(d["device_path_images_per_s"] > 0 for d in report["data"])
     assert report["selection"]["ratio_to_plain_passes"] > 0

@@ -114,7 +114,10 @@ class LRLayer(nn.Module, metaclass=ABCMeta):
 
     def preactivation_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean m and variance v^2 of the pre-activation for a deterministic input (eq. 4)."""
-        mean_w, var_w = self.distribution.moments()
+        return self.moment_maps(x, *self.distribution.moments())
+
+    def moment_maps(self, x: Tensor, mean_w: Tensor, var_w: Tensor) -> tuple[Tensor, Tensor]:
+        """``(op(x, mean_w), op(x^2, var_w))`` for given weight moments (one call when fused)."""
         if self.fused:
             return self.fused_moments(x, mean_w.to(x.dtype), var_w.to(x.dtype))
         return MomentMaps.apply(x, mean_w, var_w, self)
