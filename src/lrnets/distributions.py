@@ -128,14 +128,17 @@ class _TernaryMoments(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_mean: Tensor, g_var: Tensor) -> tuple[Tensor, Tensor]:
         """With c = g_E - 2 E g_V (the gradient through E = q t and Var = q - E^2 w.r.t. E):
-        dL/da = -q (1 - q) (t c + g_V) = (q - 1)(E c + q g_V) since dq/da = -q (1 - q), and
-        dL/db = c q (1 - t^2) / 2 = c (q - E t) / 2 since dt/db = (1 - t^2) / 2."""
+        dL/dq = t c + g_V and dL/dt = q c; then dq/da = -q (1 - q) and dt/db = (1 - t^2) / 2,
+        each applied by PyTorch's one-pass sigmoid / tanh backward kernels."""
         b, mean, var = ctx.saved_tensors
         q = torch.addcmul(var, mean, mean)
+        t = b.mul(0.5).tanh_()
         c = torch.addcmul(g_mean, mean, g_var, value=-2)
-        grad_a = torch.mul(q, g_var).addcmul_(mean, c)
-        grad_b = c.mul_(b.mul(0.5).tanh_().mul_(mean).neg_().add_(q)).mul_(0.5)
-        return grad_a.mul_(q.sub_(1)), grad_b
+        grad_b = torch.mul(q, c)
+        torch.ops.aten.tanh_backward.grad_input(grad_b, t, grad_input=grad_b)
+        grad_q = t.mul_(c).add_(g_var)
+        torch.ops.aten.sigmoid_backward.grad_input(grad_q, q, grad_input=grad_q)
+        return grad_q.neg_(), grad_b.mul_(0.5)
 
 
 class _SigmoidVarianceSum(torch.autograd.Function):

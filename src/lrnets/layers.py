@@ -76,7 +76,7 @@ class MomentMaps(torch.autograd.Function):
         need_x = ctx.needs_input_grad[0]
         g_x_mean, g_mean_w = ctx.layer.linear_op_backward(g_mean.to(ctx.dtype), x, mean_w, need_x)
         g_x_var, g_var_w = ctx.layer.linear_op_backward(g_var.to(ctx.dtype), x * x, var_w, need_x)
-        g_x = torch.addcmul(g_x_mean, x, g_x_var, value=2) if need_x else None
+        g_x = g_x_mean.addcmul_(x, g_x_var, value=2) if need_x else None  # g_x_mean is fresh
         return g_x, g_mean_w, g_var_w, None
 
 
