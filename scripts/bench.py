@@ -133,24 +133,28 @@ def linear_maps_step(model: nn.Module, x: torch.Tensor, bf16: bool) -> Callable[
     weight moments as fixed leaves, so their computation is not counted."""
     inputs: dict[nn.Module, torch.Tensor] = {}
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, LRLayer))]
-    hooks = [m.register_forward_pre_hook(lambda m, args: inputs.setdefault(m, args[0].detach().clone()))
+    hooks = [m.register_forward_pre_hook(lambda m, a: inputs.setdefault(m, a[0].detach().clone()))
              for m in layers]
     with torch.no_grad():
         model(x)
     for hook in hooks:
         hook.remove()
-    calls = []
+    calls, leaves = [], []
     for layer in layers:
         h = inputs[layer].requires_grad_(layer is not layers[0])  # the data: no gradient
         if isinstance(layer, LRLayer):
             moments = [t.detach().requires_grad_() for t in layer.distribution.moments()]
             calls.append(lambda layer=layer, h=h, moments=moments: layer.moment_maps(h, *moments))
+            leaves += [h, *moments]
         else:
             calls.append(lambda layer=layer, h=h: (layer(h),))
+            leaves += [h, *layer.parameters()]
     with torch.no_grad():
         grads = [[torch.randn_like(o) for o in call()] for call in calls]
 
     def step() -> None:
+        for leaf in leaves:
+            leaf.grad = None  # as the training step's zero_grad(set_to_none=True)
         for call, grad in zip(calls, grads):
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
                 outputs = call()
