@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from lrnets.noise import standard_normal_like
+from lrnets.layers import GaussianSample
 
 EPS = 1e-6  # keeps standard deviations away from zero, as the authors' code
 
@@ -38,8 +38,9 @@ class Gaussian(NamedTuple):
 
     def sample(self, eps: float = EPS) -> Tensor:
         """mean + sqrt(var + eps) * N(0, 1), fresh noise per element (the local
-        reparameterization trick; the last layer's sample in Roth et al.)."""
-        return self.mean + torch.sqrt(self.var + eps) * standard_normal_like(self.mean)
+        reparameterization trick; the last layer's sample in Roth et al.): the LR layers'
+        ``GaussianSample``."""
+        return GaussianSample.apply(self.mean, self.var, eps)
 
 
 def linear_moments(op: Callable[[Tensor, Tensor], Tensor], x: Gaussian, w_mean: Tensor,
