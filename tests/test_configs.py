@@ -2,13 +2,15 @@
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
+from torch import nn
 
 from lrnets.data import build_datamodule
 from lrnets.evaluation import discrete_layers
 from lrnets.quantized_layers import quantized_layers
 from lrnets.reference import CONF_DIR
-from lrnets.run import build_network
+from lrnets.run import body_weight_count, build_network
 from tests.conftest import compose_config
 
 GROUPS = ["arch", "mode", "weights", "activation", "init", "trainer", "debug", "dataset"]
@@ -57,6 +59,20 @@ def test_paper_defaults_are_the_papers():
     cifar = compose_config(Path("/tmp"), "dataset=cifar10", "mode=binary")
     assert (cifar.arch.name, cifar.train.epochs, list(cifar.train.lr_milestones)) == ("vgg", 290, [170])
     assert cifar.mode.beta == 1e-6
+
+
+def test_paper_mnist_network_is_the_authors():
+    """'same' 5x5 convolutions (oranshayer/LRnets, mnist/ternary/mnist.py): 28 -> 28 -> 14 ->
+    14 -> 7, a 3136 x 512 fully connected layer, 1,657,632 discrete weights; batch norm with
+    TensorFlow's defaults (decay 0.999, epsilon 1e-3)."""
+    cfg = compose_config(Path("/tmp"), "experiment=paper/mnist_ternary", "init=random")
+    model = build_network(cfg, 1, 10, 28)
+    assert [tuple(layer.distribution.shape) for layer in discrete_layers(model).values()] == [
+        (32, 1, 5, 5), (64, 32, 5, 5), (512, 3136)]
+    assert body_weight_count(model) == 1_657_632
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == 3 and all((bn.momentum, bn.eps) == (0.001, 1e-3) for bn in norms)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_synthetic_data_module_builds():

@@ -10,7 +10,7 @@ from torch import nn
 from lrnets.errors import ConfigError
 from lrnets.evaluation import accuracy
 from lrnets.reproduce import Cell, compose_config, merge_overrides, plan_cell, scaled_schedule
-from lrnets.tables import available_modes
+from lrnets.tables import TABLE1, available_modes, table_cells
 from tests.test_figures import load_script
 
 
@@ -21,6 +21,18 @@ def test_epochs_scale_shortens_every_schedule_to_at_least_one_epoch():
         "init.reference.epochs=1", "init.reference.lr_milestones=[1]"]
     assert scaled_schedule(cfg, 0.5)[:2] == ["train.epochs=95", "train.lr_milestones=[50]"]
     assert scaled_schedule(cfg, 1.0) == []
+
+
+def test_table_discrete_cells_start_from_the_full_precision_cell(tmp_path):
+    cells = table_cells(TABLE1, ["ternary", "full_precision", "twn"], ["mnist"], tmp_path)
+    assert [cell.name for cell in cells.values()] == ["mnist_full_precision", "mnist_ternary",
+                                                      "mnist_twn"]
+    reference = f"init.checkpoint={tmp_path}/mnist_full_precision/seed${{seed}}/checkpoints/network.pt"
+    assert not any(o.startswith("init.checkpoint") for o in cells["mnist", "full_precision"].overrides)
+    assert reference in cells["mnist", "ternary"].overrides
+    assert reference in cells["mnist", "twn"].overrides
+    alone = table_cells(TABLE1, ["ternary"], ["mnist"], tmp_path)  # trains its own reference
+    assert alone["mnist", "ternary"].overrides == ("experiment=paper/mnist_ternary",)
 
 
 def test_later_overrides_replace_earlier_ones_of_the_same_key():

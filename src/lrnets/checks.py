@@ -9,6 +9,7 @@ from lrnets.errors import ConfigError
 INTEGERS = ("seed", "train.epochs", "train.batch_size", "dataset.val_size", "eval.num_samples",
             "eval.every_n_epochs", "eval.recalibration_batches")
 NUMBERS = ("train.lr", "train.lr_gamma", "train.dropout", "train.weight_decay",
+           "train.bn_momentum", "train.bn_eps",
            "mode.probability_decay", "mode.beta", "init.p_min", "init.p_max")
 
 
@@ -39,6 +40,9 @@ def check_config(cfg: DictConfig) -> None:
     _require(all(m >= 0 for m in train.lr_milestones), "train.lr_milestones",
              list(train.lr_milestones), "milestones are epochs >= 0")
     _require(0 <= train.dropout < 1, "train.dropout", train.dropout, "use a drop rate in [0, 1)")
+    _require(0 < train.bn_momentum <= 1, "train.bn_momentum", train.bn_momentum,
+             "use the weight of a new batch in the running statistics, in (0, 1]")
+    _require(train.bn_eps > 0, "train.bn_eps", train.bn_eps, "use a positive value")
     _require(train.weight_decay >= 0, "train.weight_decay", train.weight_decay, "use a value >= 0")
     _require(mode.probability_decay >= 0, "mode.probability_decay", mode.probability_decay,
              "use a value >= 0")

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from lrnets.bitpacking import bits_for, pack
 from lrnets.errors import ConfigError
+from lrnets.evaluation import batch_norms
 from lrnets.inference import (MANIFEST, ONNX, WEIGHTS, fold_batch_norms, load_export, network_for,
                               predictions_digest)
 from lrnets.models import Network
@@ -72,6 +73,8 @@ def exported_network(saved: dict) -> tuple[Network, dict]:
         state[f"{name}.codes"] = indices.to(torch.uint8)
         state[f"{name}.values"] = torch.tensor(saved["values"][name])
     model = network_for(architecture)
+    for bn in batch_norms(model):  # discrete.pt of runs before bn_eps was recorded: PyTorch's
+        bn.eps = meta.get("bn_eps", 1e-5)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

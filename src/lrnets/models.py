@@ -45,13 +45,20 @@ def _fc_bn_relu_dropout(layers: LayerFamily, fin: int, fout: int, dropout: float
     return [layers.linear(fin, fout), nn.BatchNorm1d(fout), nn.ReLU(inplace=True), nn.Dropout(dropout)]
 
 
+def lenet_side(image_size: int) -> int:
+    """Side of lenet's last feature map: its 5x5 convolutions keep the size (the authors'
+    ``padding='SAME'``), each 2x2 max pool halves it (28 -> 14 -> 7 on MNIST)."""
+    return image_size // 2 // 2
+
+
 def lenet(first: LayerFamily, layers: LayerFamily, in_channels: int, num_classes: int,
           image_size: int, dropout: float) -> Network:
-    """32C5 - MP2 - 64C5 - MP2 - 512FC - softmax (eq. 9), valid convolutions."""
-    side = ((image_size - 4) // 2 - 4) // 2
+    """32C5 - MP2 - 64C5 - MP2 - 512FC - softmax (eq. 9) as the authors' MNIST code builds it:
+    'same' convolutions, so the 512-unit layer sees 64 x 7 x 7 = 3136 inputs on MNIST."""
+    side = lenet_side(image_size)
     body = nn.Sequential(
-        *_conv_bn_relu(first, in_channels, 32, 5), nn.MaxPool2d(2),
-        *_conv_bn_relu(layers, 32, 64, 5), nn.MaxPool2d(2),
+        *_conv_bn_relu(first, in_channels, 32, 5, padding=2), nn.MaxPool2d(2),
+        *_conv_bn_relu(layers, 32, 64, 5, padding=2), nn.MaxPool2d(2),
         nn.Flatten(),
         *_fc_bn_relu_dropout(layers, 64 * side * side, 512, dropout),
     )
@@ -120,6 +127,14 @@ def resnet18(first: LayerFamily, layers: LayerFamily, in_channels: int, num_clas
     if dropout > 0:
         stages.append(nn.Dropout(dropout))
     return Network(nn.Sequential(*stages), nn.Linear(512, num_classes))
+
+
+def configure_batch_norm(model: nn.Module, momentum: float, eps: float) -> None:
+    """Give every batch norm of ``model`` the running-average ``momentum`` (PyTorch's sense:
+    the weight of the new batch; TensorFlow's ``decay`` is 1 - momentum) and ``eps``."""
+    for bn in model.modules():
+        if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+            bn.momentum, bn.eps = momentum, eps
 
 
 ARCHITECTURES = {"lenet": lenet, "vgg": vgg, "mlp": mlp, "resnet18": resnet18}

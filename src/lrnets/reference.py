@@ -35,6 +35,7 @@ def reference_key(cfg: DictConfig) -> str:
         "schedule": OmegaConf.to_container(cfg.init.reference, resolve=True),
         "batch_size": cfg.train.batch_size,
         "dropout": cfg.train.dropout,
+        "batch_norm": [cfg.train.bn_momentum, cfg.train.bn_eps],
         "limits": {k: cfg.trainer.get(k) for k in ("limit_train_batches", "max_steps")},
     }
     digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:10]

@@ -96,7 +96,7 @@ def scaled_schedule(cfg: DictConfig, scale: float) -> list[str]:
     return overrides
 
 
-def seed_folder(runs_dir: Path, cell: Cell, seed: int) -> Path:
+def seed_folder(runs_dir: Path, cell: Cell, seed: int | str) -> Path:
     return runs_dir / cell.name / f"seed{seed}"
 
 

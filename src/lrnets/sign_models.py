@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from lrnets.errors import ConfigError
 from lrnets.layers import LRLayers
-from lrnets.models import LayerFamily
+from lrnets.models import LayerFamily, lenet_side
 from lrnets.moments import Gaussian
 from lrnets.sign_layers import (PROPAGATIONS, GaussianMaxPool2d, MomentBatchNorm1d,
                                 MomentBatchNorm2d, MomentDropout, MomentFlatten, MomentLayers,
@@ -58,10 +58,10 @@ def _fc_block(layers: MomentLayers, sign: SignFactory, fin: int, fout: int,
 def sign_lenet(first: MomentLayers, layers: MomentLayers, sign: SignFactory, in_channels: int,
                num_classes: int, image_size: int, dropout: float) -> SignNetwork:
     """32C5 - MP2 - 64C5 - MP2 - 512FC - softmax, as ``models.lenet``."""
-    side = ((image_size - 4) // 2 - 4) // 2
+    side = lenet_side(image_size)
     body = nn.Sequential(
-        *_conv_block(first, sign, in_channels, 32, 5, pool=True),
-        *_conv_block(layers, sign, 32, 64, 5, pool=True),
+        *_conv_block(first, sign, in_channels, 32, 5, padding=2, pool=True),
+        *_conv_block(layers, sign, 32, 64, 5, padding=2, pool=True),
         MomentFlatten(),
         *_fc_block(layers, sign, 64 * side * side, 512, dropout),
     )

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from lrnets.data.files import CIFAR_DIR, cifar10_matches_release, data_root
 from lrnets.errors import ConfigError
-from lrnets.reference import CONF_DIR
+from lrnets.reference import CONF_DIR, NETWORK_FILE
 from lrnets.reproduce import (Cell, cell_runs, check_extra_overrides, compose_config, run_cells,
                               seed_folder)
 
@@ -101,18 +101,27 @@ def table_modes(spec: TableSpec, modes: list[str]) -> list[str]:
     return paper + sorted(set(modes) - set(paper))
 
 
-def table_cells(spec: TableSpec, modes: list[str], datasets: list[str]
+def table_cells(spec: TableSpec, modes: list[str], datasets: list[str], runs_dir: Path
                 ) -> dict[tuple[str, str], Cell]:
     """One cell per (data set, mode): ``experiment=paper/<dataset>_<mode>`` where that config
-    exists (the paper's settings), else ``dataset=<dataset> mode=<mode>``."""
+    exists (the paper's settings), else ``dataset=<dataset> mode=<mode>``.
+
+    When the table has the full-precision cell, it comes first and is the reference the other
+    cells of its data set start from (the same seed's ``network.pt``): the paper's reference
+    row and the initialisation of the discrete rows are one network, trained once."""
     cells = {}
     for dataset in datasets:
-        for mode in modes:
+        reference = "full_precision" in modes
+        for mode in sorted(modes, key=lambda m: m != "full_precision"):
             experiment = f"paper/{dataset}_{mode}"
             if (CONF_DIR / "experiment" / f"{experiment}.yaml").is_file():
                 base = [f"experiment={experiment}"]
             else:
                 base = [f"dataset={dataset}", f"mode={mode}"]
+            if reference and mode != "full_precision":
+                network = (seed_folder(runs_dir, Cell(f"{dataset}_full_precision", ()), "${seed}")
+                           / NETWORK_FILE)
+                base.append(f"init.checkpoint={network}")
             cells[dataset, mode] = Cell(f"{dataset}_{mode}", (*base, *spec.overrides))
     return cells
 
@@ -377,7 +386,7 @@ def reproduce_table(spec: TableSpec, args: argparse.Namespace) -> dict:
     modes = table_modes(spec, args.modes or known)
     seeds = list(range(args.seeds))
     runs_dir = (args.collect or args.runs_dir).resolve()
-    cells = table_cells(spec, modes, args.datasets)
+    cells = table_cells(spec, modes, args.datasets, runs_dir)
     failed = [] if args.collect else run_cells(list(cells.values()), seeds, runs_dir,
                                                args.epochs_scale, args.overrides, args.dry_run)
     if args.dry_run:
