@@ -72,7 +72,7 @@ def test_out_of_range_values_are_refused_before_anything_is_written(finished_run
 
 
 def test_validation_split_as_large_as_the_training_set(smoke_config):
-    with pytest.raises(DataError, match=r"dataset\.val_size=512 is not allowed.*between 1 and 511"):
+    with pytest.raises(DataError, match=r"dataset\.val_size=512 is not allowed.*between 1 and 510"):
         train(smoke_config("dataset.val_size=512", "init=random"))
 
 

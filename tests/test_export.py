@@ -1,6 +1,7 @@
 """Exported discrete networks: packed weights, folded batch norms, the plain-PyTorch inference
 module, lrnets-export / lrnets-eval and the ONNX graph checked with onnxruntime."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError
 from lrnets.evaluation import fixed_weights
 from lrnets.export import export
+from lrnets.export import main as export_main
 from lrnets.inference import DiscreteConv2d, DiscreteLinear, evaluate_export, load_export
+from lrnets.inference import main as eval_main
 from lrnets.run import build_network, train
 from tests.conftest import compose_config
 
@@ -139,3 +142,50 @@ def test_export_and_eval_commands_with_onnx(ternary_run, tmp_path):
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     assert "predictions identical to those of the run's chosen network" in evaluated.stdout
     assert "onnxruntime (network.onnx): 128 of 128 predictions as PyTorch's" in evaluated.stdout
+
+
+def _damaged(folder: Path, tmp_path: Path, name: str, **files: bytes) -> Path:
+    """A copy of the export ``folder`` with some files replaced (empty bytes: removed)."""
+    copy = tmp_path / name
+    shutil.copytree(folder, copy)
+    for file, content in files.items():
+        path = copy / file.replace("_", ".")
+        path.unlink()
+        if content:
+            path.write_bytes(content)
+    return copy
+
+
+def test_export_and_eval_refuse_wrong_inputs_in_one_paragraph(ternary_run, smoke_config,
+                                                              tmp_path, capsys):
+    """Every wrong input: exit status 2, one paragraph naming what was given, no traceback."""
+    run = Path(ternary_run.paths.output_dir)
+    good = tmp_path / "good"
+    export_main([str(run), str(good)])
+    full = smoke_config("mode=full_precision", "arch=mlp", run="full")
+    train(full)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    manifest = (good / "manifest.json").read_bytes()
+    weights = (good / "weights.bin").read_bytes()
+    cases = [
+        (export_main, [str(tmp_path / "absent"), str(tmp_path / "o1")]),
+        (export_main, [full.paths.output_dir, str(tmp_path / "o2")]),
+        (export_main, [str(tmp_path / "empty.pt"), str(tmp_path / "o3")]),
+        (export_main, [str(tmp_path / "text.pt"), str(tmp_path / "o4")]),
+        (eval_main, [str(tmp_path / "absent")]),
+        (eval_main, [str(run)]),  # a run folder, not an export
+        (eval_main, [str(_damaged(good, tmp_path, "no_manifest", manifest_json=b""))]),
+        (eval_main, [str(_damaged(good, tmp_path, "bad_json", manifest_json=b"{"))]),
+        (eval_main, [str(_damaged(good, tmp_path, "empty_json", manifest_json=b"{}"))]),
+        (eval_main, [str(_damaged(good, tmp_path, "cut", weights_bin=weights[:100]))]),
+        (eval_main, [str(_damaged(good, tmp_path, "other_arch",
+                                  manifest_json=manifest.replace(b'"lenet"', b'"mlp"')))]),
+        (eval_main, [str(good), "--batch-size", "0"]),
+    ]
+    for main, argv in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2, (argv, err)
+        assert "error:" in err and "\n" not in err and "Traceback" not in err, (argv, err)

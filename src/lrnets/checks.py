@@ -34,7 +34,8 @@ def check_config(cfg: DictConfig) -> None:
     _check_types(cfg)
     train, init, mode, ev = cfg.train, cfg.init, cfg.mode, cfg.eval
     _require(train.epochs >= 0, "train.epochs", train.epochs, "use a number of epochs >= 0")
-    _require(train.batch_size >= 1, "train.batch_size", train.batch_size, "use a batch size >= 1")
+    _require(train.batch_size >= 2, "train.batch_size", train.batch_size,
+             "use a batch size >= 2 (batch norm needs 2 examples per batch to train)")
     _require(train.lr > 0, "train.lr", train.lr, "the learning rate must be positive")
     _require(0 < train.lr_gamma <= 1, "train.lr_gamma", train.lr_gamma, "use a factor in (0, 1]")
     _require(all(m >= 0 for m in train.lr_milestones), "train.lr_milestones",
@@ -51,6 +52,9 @@ def check_config(cfg: DictConfig) -> None:
              mode.first_layer, "choose 'discrete' or 'full_precision'")
     _require(mode.weight_decay_scope in ("last", "all"), "mode.weight_decay_scope",
              mode.weight_decay_scope, "choose 'last' (the softmax layer only) or 'all'")
+    eps = mode.layers.get("eps")  # LR modes: sqrt(v^2 + eps)
+    _require(eps is None or (isinstance(eps, (int, float)) and eps >= 0), "mode.layers.eps", eps,
+             "use a value >= 0 (0 is the paper's sqrt(v^2); the authors' code uses 1e-3)")
     clip = mode.layers.get("clip")  # straight-through modes
     _require(clip is None or clip > 0, "mode.layers.clip", clip,
              "use a positive bound for the latent weights, or null for none")

@@ -16,3 +16,10 @@ class RunStopped(RuntimeError):
     def __init__(self, reason: str, hint: str, exit_code: int):
         super().__init__(f"{reason} {hint}")
         self.reason, self.hint, self.exit_code = reason, hint, exit_code
+
+
+def reason(err: BaseException) -> str:
+    """``Type: first line of the message`` of an exception from a library, for a one-paragraph
+    error (torch.load's messages run over many lines, or are empty)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else 'no message'}"

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from lrnets.bitpacking import bits_for, pack
-from lrnets.errors import ConfigError
+from lrnets.errors import ConfigError, reason
 from lrnets.evaluation import batch_norms
 from lrnets.inference import (MANIFEST, ONNX, WEIGHTS, fold_batch_norms, load_export, network_for,
                               predictions_digest)
@@ -46,8 +46,7 @@ def read_discrete_network(source: Path) -> dict:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several unrelated types for unreadable files
-        raise ConfigError(f"CHECKPOINT={path} cannot be read ({type(err).__name__}: "
-                          f"{err}).") from None
+        raise ConfigError(f"CHECKPOINT={path} cannot be read ({reason(err)}).") from None
     meta = saved.get("meta", {}) if isinstance(saved, dict) else {}
     missing = [key for key in _META if key not in meta]
     if missing:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from lrnets.bitpacking import unpack
 from lrnets.data import build_datamodule
-from lrnets.errors import ConfigError
+from lrnets.errors import ConfigError, reason
 from lrnets.evaluation import predictions
 from lrnets.layers import FullPrecisionLayers
 from lrnets.models import ARCHITECTURES, Network
@@ -141,18 +141,24 @@ def load_export(folder: Path) -> tuple[Network, dict]:
         manifest = json.loads((folder / MANIFEST).read_text())
         blob = (folder / WEIGHTS).read_bytes()
     except (OSError, ValueError) as err:
-        raise ConfigError(f"{folder} is not an export written by lrnets-export ({err}).") from None
-    state = {}
-    for entry in manifest["tensors"]:
-        data = blob[entry["offset"]:entry["offset"] + entry["nbytes"]]
-        shape = entry["shape"]
-        if entry["encoding"] == "packed":
-            state[entry["name"]] = unpack(data, entry["bits"], int(np.prod(shape))).view(shape)
-        else:
-            state[entry["name"]] = torch.from_numpy(np.frombuffer(data, "<f4").copy()).view(shape)
-    model = network_for(manifest["architecture"])
-    fold_batch_norms(model)
-    model.load_state_dict(state)
+        raise ConfigError(f"{folder} is not an export written by lrnets-export "
+                          f"({reason(err)}).") from None
+    try:
+        state = {}
+        for entry in manifest["tensors"]:
+            data = blob[entry["offset"]:entry["offset"] + entry["nbytes"]]
+            shape = entry["shape"]
+            if entry["encoding"] == "packed":
+                state[entry["name"]] = unpack(data, entry["bits"], int(np.prod(shape))).view(shape)
+            else:
+                state[entry["name"]] = torch.from_numpy(np.frombuffer(data, "<f4").copy()).view(shape)
+        model = network_for(manifest["architecture"])
+        fold_batch_norms(model)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a damaged or foreign export
+        raise ConfigError(f"{folder} holds a damaged or incomplete export: its {MANIFEST} and "
+                          f"{WEIGHTS} do not make a network ({reason(err)[:300]}). "
+                          f"Write it again with lrnets-export RUN {folder}.") from None
     return model.eval(), manifest
 
 
@@ -220,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.exit(2, f"lrnets-eval: error: --batch-size {args.batch_size} is not allowed: use "
+                       f"a batch size >= 1.\n")
     try:
         checks = evaluate_export(args.export, args.data_root, args.batch_size, args.device,
                                  args.onnx)

@@ -14,27 +14,41 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lrnets.errors import ConfigError
+from lrnets.errors import ConfigError, reason
 from lrnets.layers import LRLayer
 from lrnets.quantized_layers import QuantizedLayer
+
+_ALLOWED = ("Give a full-precision run's folder, its checkpoints/network.pt or a Lightning .ckpt "
+            "file, or leave init.checkpoint=null to train (or reuse) the full-precision reference "
+            "automatically.")
+
+
+def network_file(path: str | Path) -> Path:
+    """The network file ``init.checkpoint`` names (a run folder stands for its
+    ``checkpoints/network.pt``), checked to exist and not be empty."""
+    path = Path(path)
+    if path.is_dir() and (path / "checkpoints" / "network.pt").is_file():  # a run folder
+        path = path / "checkpoints" / "network.pt"
+    elif path.is_dir():
+        raise ConfigError(f"init.checkpoint={str(path)!r} is a folder without "
+                          f"checkpoints/network.pt, not a run's folder. {_ALLOWED}")
+    if not path.is_file():
+        raise ConfigError(f"init.checkpoint={str(path)!r} does not exist. {_ALLOWED}")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"init.checkpoint={str(path)!r} could not be read as a PyTorch "
+                          f"checkpoint: the file is empty (0 bytes). {_ALLOWED}")
+    return path
 
 
 def load_network_state(path: str | Path) -> dict[str, Tensor]:
     """Read a network state dict from a file written by a run (``checkpoints/network.pt``)
     or from a Lightning checkpoint (``*.ckpt``, keys prefixed with ``model.``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"init.checkpoint={str(path)!r} does not exist. Give the path of a full-precision "
-            "run's checkpoints/network.pt or Lightning .ckpt file, or leave init.checkpoint=null "
-            "to train (or reuse) the full-precision reference automatically."
-        )
+    path = network_file(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several unrelated types for unreadable files
-        raise ConfigError(
-            f"init.checkpoint={str(path)!r} could not be read as a PyTorch checkpoint ({err})."
-        ) from err
+        raise ConfigError(f"init.checkpoint={str(path)!r} could not be read as a PyTorch "
+                          f"checkpoint ({reason(err)}). {_ALLOWED}") from None
     state = payload.get("state_dict", payload)
     prefix = "model."
     if any(key.startswith(prefix) for key in state):

@@ -43,7 +43,10 @@ class GaussianSample(torch.autograd.Function):
         std = var.float().clamp_min(0).add_(eps).sqrt_()
         noise = standard_normal_like(std)
         sample = torch.addcmul(mean.float(), std, noise)
-        ctx.save_for_backward(noise.div_(std).mul_(0.5))
+        half_noise_over_std = noise.div_(std).mul_(0.5)
+        if eps == 0:  # the paper's form: v = 0 where the input patch is all zero, and there the
+            half_noise_over_std.nan_to_num_(0.0, 0.0, 0.0)  # gradient is 0, not noise / 0
+        ctx.save_for_backward(half_noise_over_std)
         ctx.var_dtype = var.dtype
         return sample.to(mean.dtype)
 

@@ -6,21 +6,30 @@ settings that decide the results (``RecordConfig``); a resume that changes one o
 refused, naming it, because it would be another experiment. With the per-epoch seeds of
 ``lrnets.seeding`` the resumed run then ends with the results of an uninterrupted one.
 
+The checkpoint of the epoch before is kept as ``checkpoints/previous.ckpt``: when ``last.ckpt``
+cannot be read (a disk error, a copy cut short), ``ckpt_path=last`` continues from it with a
+warning, losing two epochs at most.
+
 Without a checkpoint yet, ``ckpt_path=last`` starts the run from the beginning, so that jobs a
 cluster may requeue can always pass it. A new run (``ckpt_path=null``) does not start in a
 folder that already holds one: it would overwrite that run's checkpoints and results.
 """
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
-from lrnets.errors import ConfigError
+from lrnets.errors import ConfigError, reason
 
 LAST = Path("checkpoints") / "last.ckpt"
+PREVIOUS = LAST.with_name("previous.ckpt")
+DAMAGED = LAST.with_name("last.ckpt.damaged")
 CONFIG_KEY = "lrnets_config"
 # Not compared: where outputs and data are, how the run is executed (including the LR layers'
 # fused form, which computes the same maps), what it does after training, and train.epochs (a
@@ -70,6 +79,44 @@ class RecordConfig(pl.Callback):
         checkpoint[CONFIG_KEY] = self.config
 
 
+class LastCheckpoint(ModelCheckpoint):
+    """Lightning's checkpoint after every epoch (``last.ckpt``), the one before it moved to
+    ``previous.ckpt`` instead of overwritten."""
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if trainer.is_global_zero and os.path.isfile(filepath):
+            os.replace(filepath, Path(filepath).with_name(PREVIOUS.name))
+        super()._save_checkpoint(trainer, filepath)
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def _readable_last(out: Path) -> tuple[Path, dict]:
+    """``last.ckpt`` and its contents, or, when it cannot be read, ``previous.ckpt`` (with a
+    warning; the damaged file is kept as ``last.ckpt.damaged``)."""
+    last, previous = out / LAST, out / PREVIOUS
+    try:
+        return last, _load(last)
+    except Exception as err:  # torch raises several unrelated types for unreadable files
+        damage = reason(err)
+        if not previous.is_file():
+            raise ConfigError(f"ckpt_path=last: {last} cannot be read as a checkpoint ({damage}) "
+                              f"and there is no {PREVIOUS} to fall back to; start a new run "
+                              f"in another folder.") from None
+    try:
+        saved = _load(previous)
+    except Exception as err:
+        raise ConfigError(f"ckpt_path=last: neither {last} ({damage}) nor {previous} "
+                          f"({type(err).__name__}) can be read as a checkpoint; start a new run "
+                          f"in another folder.") from None
+    os.replace(last, out / DAMAGED)
+    print(f"Warning: {last} cannot be read ({damage}); it is kept as {out / DAMAGED} and the run "
+          f"continues from {previous}, one epoch earlier.", file=sys.stderr, flush=True)
+    return previous, saved
+
+
 def resume_hint(out: Path) -> str:
     return f"Continue with the same overrides plus: ckpt_path=last hydra.run.dir={out}"
 
@@ -89,15 +136,19 @@ def resume_checkpoint(cfg: DictConfig, out: Path) -> Path | None:
         return None
     if option is None:
         return None
-    path = last if option == "last" else Path(option)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={option} is not allowed: there is no such file. Give last "
-                          f"(the run folder's {LAST}) or the path of a Lightning checkpoint.")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises several unrelated types for unreadable files
-        raise ConfigError(f"ckpt_path={option}: {path} cannot be read as a checkpoint "
-                          f"({type(err).__name__}: {err}).") from None
+    if option == "last":
+        path, saved = _readable_last(out)
+    else:
+        path = Path(option)
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={option} is not allowed: there is no such file. Give "
+                              f"last (the run folder's {LAST}) or the path of a Lightning "
+                              f"checkpoint.")
+        try:
+            saved = _load(path)
+        except Exception as err:  # torch raises several unrelated types for unreadable files
+            raise ConfigError(f"ckpt_path={option}: {path} cannot be read as a checkpoint "
+                              f"({reason(err)}).") from None
     _check_same_experiment(saved.get(CONFIG_KEY), decisive_config(cfg), option, path)
     return path
 

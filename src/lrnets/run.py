@@ -19,7 +19,7 @@ from torch import nn
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from lrnets.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
@@ -32,13 +32,14 @@ from lrnets.errors import ConfigError
 from lrnets.evaluation import (EvalData, Selection, accuracy, chosen_network, discrete_layers,
                                predictions, select_discrete_network)
 from lrnets.faults import INTERRUPTED, FiniteLoss, InterruptCheckpoint, stopped_run
-from lrnets.initialization import init_from_full_precision, load_network_state, random_init
+from lrnets.initialization import (init_from_full_precision, load_network_state, network_file,
+                                   random_init)
 from lrnets.layers import FullPrecisionLayers, LRLayer
 from lrnets.models import ARCHITECTURES, Network, configure_batch_norm
 from lrnets.module import LRNetModule
 from lrnets.quantized_layers import quantized_layers, weight_multiplications
 from lrnets.reference import NETWORK_FILE, obtain_reference
-from lrnets.resume import RecordConfig, resume_checkpoint, resume_hint
+from lrnets.resume import LastCheckpoint, RecordConfig, resume_checkpoint, resume_hint
 from lrnets.seeding import EpochSeed
 from lrnets.sign_models import build_sign_network
 
@@ -75,6 +76,30 @@ def layers_config(cfg: DictConfig) -> DictConfig:
     return layers
 
 
+def _fits(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> bool:
+    """Whether the network for ``image_size`` runs a forward pass (of two blank images)."""
+    model = build_network(cfg, in_channels, num_classes, image_size).eval()
+    try:
+        model(torch.zeros(2, in_channels, image_size, image_size))
+    except RuntimeError:  # a kernel larger than its input, a pool of nothing
+        return False
+    return True
+
+
+def check_image_size(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> None:
+    """Refuse an image the architecture cannot take (its feature maps would shrink below a
+    kernel), naming the smallest size that works; the random streams stay as they were."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        if _fits(cfg, in_channels, num_classes, image_size):
+            return
+        smallest = next((size for size in range(image_size + 1, 257)
+                         if _fits(cfg, in_channels, num_classes, size)), None)
+    option = "dataset.image_size" if "image_size" in cfg.dataset else f"dataset={cfg.dataset.name}"
+    allowed = f"at least {smallest} x {smallest} pixels" if smallest else "larger images"
+    raise ConfigError(f"{option}={image_size} is not allowed: arch={cfg.arch.name} needs images of "
+                      f"{allowed} (in smaller ones its feature maps shrink below a kernel).")
+
+
 def body_weight_count(model: nn.Module) -> int:
     """Number of weights in the network's body, the layers a discrete run discretises (the
     softmax layer aside): 1,657,632 for the paper's MNIST lenet (800 + 51,200 + 3136 x 512)."""
@@ -95,7 +120,7 @@ def initialise(model: Network, cfg: DictConfig) -> dict:
     if init.name == "random":
         random_init(model, init.p_min, init.p_max)
         return {"init": "random"}
-    checkpoint = init.checkpoint or obtain_reference(cfg, train)
+    checkpoint = network_file(init.checkpoint) if init.checkpoint else obtain_reference(cfg, train)
     init_from_full_precision(model, load_network_state(checkpoint), init.p_min, init.p_max)
     return {"init": "pretrained", "init_checkpoint": str(checkpoint)}
 
@@ -103,7 +128,7 @@ def initialise(model: Network, cfg: DictConfig) -> dict:
 def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
     callbacks: list[pl.Callback] = [
         # last.ckpt after every epoch (save_last=True alone writes it when training ends)
-        ModelCheckpoint(dirpath=out / "checkpoints", filename="last", enable_version_counter=False),
+        LastCheckpoint(dirpath=out / "checkpoints", filename="last", enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
         EpochSeed(cfg.seed), RecordConfig(cfg), FiniteLoss(), InterruptCheckpoint(out / INTERRUPTED),
         EpochTimer(),
@@ -161,6 +186,7 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, workers=True)
     dm = build_datamodule(cfg.dataset, batch_size=cfg.train.batch_size, seed=cfg.seed,
                           num_workers=cfg.dataset.num_workers)
+    check_image_size(cfg, dm.in_channels, dm.num_classes, dm.image_size)
     model = build_network(cfg, dm.in_channels, dm.num_classes, dm.image_size)
     init_info = initialise(model, cfg)
     discrete = bool(discrete_layers(model))

@@ -52,9 +52,10 @@ def _already_batched(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Te
 
 def split_off(count: int, val_size: int, option: str = "dataset.val_size") -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the training and validation parts of ``count`` training examples."""
-    if not 0 < val_size < count:
+    if not 0 < val_size < count - 1:
         raise DataError(f"{option}={val_size} is not allowed: the validation split is held out of "
-                        f"the {count} training examples, so it needs between 1 and {count - 1}.")
+                        f"the {count} training examples, so it needs between 1 and {count - 2} "
+                        f"(batch norm trains on batches of 2 examples at least).")
     order = torch.randperm(count, generator=torch.Generator().manual_seed(SPLIT_SEED))
     return order[val_size:], order[:val_size]
 
@@ -83,7 +84,9 @@ class _Loaders(pl.LightningDataModule):
         seeds worker processes, and keeps loaders from drawing on the global random stream."""
         seed = self.seed + seed_offset
         sampler = EpochShuffledSampler(dataset, seed) if shuffle else None
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
+        # Batch norm cannot train on a final batch of one example: drop that one, only that.
+        drop_last = shuffle and len(dataset) % self.batch_size == 1
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, drop_last=drop_last,
                           generator=torch.Generator().manual_seed(seed),
                           num_workers=self.num_workers, collate_fn=self.collate,
                           persistent_workers=self.num_workers > 0)
