@@ -36,7 +36,7 @@ fi
 if [ "$TINY" = "--tiny" ]; then
   bench=(--tiny)
   device=cpu
-  runs=("+trainer.limit_train_batches=2" trainer.limit_val_batches=2 eval.num_samples=2)
+  runs=("+trainer.limit_train_batches=2" "+trainer.limit_val_batches=2" eval.num_samples=2)
   scale=0.01
   table=(--datasets mnist)   # the CPU check needs no CIFAR-10 files
 else
