@@ -25,7 +25,6 @@ from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from lrnets.cpu_memory import keep_freed_memory
@@ -35,7 +34,7 @@ from lrnets.data.transforms import CifarTransform, UnitRange
 from lrnets.evaluation import EvalData, accuracy, draw_weights, fixed_weights, select_discrete_network
 from lrnets.layers import LRLayer
 from lrnets.module import LRNetModule
-from lrnets.reference import CONF_DIR
+from lrnets.config import compose_config
 from lrnets.run import build_network
 
 MODES = ("full_precision", "binary", "ternary")
@@ -87,10 +86,8 @@ def saved_activation_bytes(fn: Callable[[], object], parameters: list[torch.Tens
 
 
 def network(arch: str, mode: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        mode_overrides = [] if mode == "full_precision" else overrides  # the reference as it is
-        cfg = compose("train", overrides=[f"arch={arch}", f"mode={mode}", "paths.output_dir=.",
-                                          *mode_overrides])
+    mode_overrides = [] if mode == "full_precision" else overrides  # the reference as it is
+    cfg = compose_config([f"arch={arch}", f"mode={mode}", "paths.output_dir=.", *mode_overrides])
     channels, size = SHAPES[arch]
     return build_network(cfg, channels, 10, size), cfg
 

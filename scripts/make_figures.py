@@ -45,7 +45,6 @@ from lrnets.figures import (FigureWriter, LoadedRun, entropy_curves, first_and_l
                             initial_network, ks_noise_level, last_convolution, load_run,
                             neuron_preactivations, p_zero, plot_entropy, plot_histograms,
                             plot_kernels, plot_preactivations, plot_training_curves)
-from lrnets.reference import CONF_DIR
 from lrnets.reproduce import Cell, check_extra_overrides, run_cells, seed_folder
 
 _CIFAR_TERNARY = "experiment=paper/cifar10_ternary"
@@ -60,7 +59,6 @@ ROLES = {
     "gumbel_10_epochs": Cell("cifar10_gumbel_ternary_10_epochs",
                              (_CIFAR_TERNARY, "mode=gumbel_ternary", "train.epochs=10")),
 }
-GUMBEL_MODE = CONF_DIR / "mode" / "gumbel_ternary.yaml"
 Runs = dict[str, LoadedRun]
 
 
@@ -180,20 +178,14 @@ def main(argv: list[str] | None = None) -> dict:
 def make_figures(args: argparse.Namespace) -> dict:
     check_extra_overrides(args.overrides)
     given = dict(args.run)
-    skipped: dict[int, str] = {}
-    if 4 in args.figures and "gumbel_10_epochs" not in given and not GUMBEL_MODE.is_file():
-        skipped[4] = (f"Figure 4 (Appendix A) compares with Gumbel-softmax weights, "
-                      f"mode=gumbel_ternary, and this framework does not have that mode yet "
-                      f"({GUMBEL_MODE} does not exist): skipped.")
-        print(skipped[4], file=sys.stderr)
-    figures = [n for n in args.figures if n not in skipped]
+    figures = args.figures
     needed = list(dict.fromkeys(role for n in figures for role in FIGURES[n][1]))
     to_train = [ROLES[role] for role in needed if role not in given]
     runs_dir = args.runs_dir.resolve()
     failed = run_cells(to_train, [args.seed], runs_dir, args.epochs_scale, args.overrides,
                        args.dry_run)
     if args.dry_run:
-        return {"failed": failed, "skipped": skipped, "errors": {}, "figures": {}}
+        return {"failed": failed, "errors": {}, "figures": {}}
     paths = {role: given.get(role) or seed_folder(runs_dir, ROLES[role], args.seed)
              for role in needed}
     loaded: dict[Path, LoadedRun] = {}
@@ -213,7 +205,7 @@ def make_figures(args: argparse.Namespace) -> dict:
         written[n] = writer.save(f"figure{n}", fig, data)
         print(f"figure {n}: {written[n]['png']}")
     writer.close()
-    return {"failed": failed, "skipped": skipped, "errors": errors, "figures": written}
+    return {"failed": failed, "errors": errors, "figures": written}
 
 
 if __name__ == "__main__":

@@ -58,6 +58,11 @@ def _contents(folder: Path) -> dict[Path, bytes]:
     (["train.lr=fast"], r"train\.lr='fast' .*use a number"),
     (["eval.num_samples=2.5"], r"eval\.num_samples=2\.5 .*use an integer"),
     (["train.lr_milestones=10"], r"train\.lr_milestones=10 .*list of epochs"),
+    (["dataset.num_classes=ten"], r"dataset\.num_classes='ten' .*use an integer"),
+    (["dataset.num_classes=1"], r"dataset\.num_classes=1 .*at least 2 classes"),
+    (["dataset.val_size=-5"], r"dataset\.val_size=-5 .*at least 1 training example"),
+    (["init.reference.lr_milestones=[1.5]"], r"init\.reference\.lr_milestones=\[1\.5\] .*list"),
+    (["eval.recalibrate_bn=maybe"], r"eval\.recalibrate_bn='maybe' .*true or false"),
 ])
 def test_out_of_range_values_are_refused_before_anything_is_written(finished_run, overrides,
                                                                     message):

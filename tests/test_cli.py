@@ -23,7 +23,7 @@ def test_train_py_runs_and_prints_where_results_are(tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["mode"] == "ternary"
     assert f"results:     {run_dir / 'results.json'}" in proc.stdout
-    assert "tensorboard --logdir" in proc.stdout
+    assert "-m tensorboard.main --logdir" in proc.stdout
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
 
@@ -47,3 +47,20 @@ def test_bad_value_is_one_paragraph_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "init.p_min=0.99" in proc.stderr and "init.p_max" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "runs").iterdir())  # a rejected command leaves no run folder
+
+
+def test_the_console_is_quiet_one_line_per_epoch_in_a_file(tmp_path):
+    proc = _train(tmp_path, "mode=ternary", "trainer.enable_progress_bar=true",
+                  "eval.recalibrate_bn=true")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    for noise in ("GPU available", "TPU available", "Tip:", "Total Flops", "Seed set",
+                  "deprecated", "\r"):
+        assert noise not in out, noise
+    assert "epoch 1/1, train_loss" in proc.stdout  # stdout is a pipe: lines, not a bar
+    assert "the network chosen on validation" in proc.stdout
+    assert "batch norm as trained: sampled networks" in proc.stdout
+    assert "batch norm re-estimated: sampled networks" in proc.stdout
+    [run_dir] = (tmp_path / "runs").iterdir()
+    assert not (run_dir / "cli.log").exists()  # nothing logged, no empty log file

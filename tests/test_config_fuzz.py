@@ -19,13 +19,9 @@ from hypothesis import strategies as st
 from hydra.errors import HydraException
 
 from lrnets.errors import ConfigError, RunStopped
-from lrnets.reference import CONF_DIR
+from lrnets.config import group_choices
 from lrnets.run import train
 from tests.conftest import compose_config
-
-
-def _choices(group: str) -> list[str]:
-    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
 
 
 WRONG_TYPES = ["ten", "[1]", "null", "true"]
@@ -54,11 +50,11 @@ NUMERIC = {
     "eval.recalibration_batches": [0, 1, 1000],
 }
 GROUPS = {
-    "mode": _choices("mode"),
-    "arch": [c for c in _choices("arch") if c != "resnet18"] + ["resnet18"],
-    "activation": _choices("activation"),
-    "weights": [None, *_choices("weights")],  # None: no override (the mode's own weights)
-    "init": _choices("init"),
+    "mode": group_choices("mode"),
+    "arch": [c for c in group_choices("arch") if c != "resnet18"] + ["resnet18"],
+    "activation": group_choices("activation"),
+    "weights": [None, *group_choices("weights")],  # None: no override (the mode's own weights)
+    "init": group_choices("init"),
 }
 
 

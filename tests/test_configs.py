@@ -9,7 +9,7 @@ from torch import nn
 from lrnets.data import build_datamodule
 from lrnets.evaluation import discrete_layers
 from lrnets.quantized_layers import quantized_layers
-from lrnets.reference import CONF_DIR
+from lrnets.config import CONF_DIR
 from lrnets.run import body_weight_count, build_network
 from tests.conftest import compose_config
 

@@ -61,7 +61,7 @@ def test_metrics_equal_a_one_process_evaluation_of_the_chosen_network(ddp_run):
 def test_slurm_launcher_config_composes(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from lrnets.reference import CONF_DIR
+    from lrnets.config import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=8",

@@ -64,14 +64,6 @@ def test_figure1_distance_is_large_for_nearly_deterministic_weights(smoke_config
         assert distance > 0.3, (panel, distance)
 
 
-def test_figure4_says_clearly_when_gumbel_softmax_is_missing(tmp_path, monkeypatch, capsys):
-    script = load_script("make_figures")
-    monkeypatch.setattr(script, "GUMBEL_MODE", tmp_path / "gumbel_ternary.yaml")
-    report = script.main(["--figures", "4", "--dry-run", "--out", str(tmp_path)])
-    assert 4 in report["skipped"] and not report["figures"]
-    assert "does not have that mode yet" in capsys.readouterr().err
-
-
 def _trained(smoke_config, name: str, *overrides: str) -> Path:
     """A finished synthetic run with its .hydra/config.yaml, as train.py leaves it."""
     cfg = smoke_config(*overrides, run=name)

@@ -9,7 +9,8 @@ from torch import nn
 
 from lrnets.errors import ConfigError
 from lrnets.evaluation import accuracy
-from lrnets.reproduce import Cell, compose_config, merge_overrides, plan_cell, scaled_schedule
+from lrnets.config import compose_config
+from lrnets.reproduce import Cell, merge_overrides, plan_cell, scaled_schedule
 from lrnets.tables import TABLE1, available_modes, table_cells
 from tests.test_figures import load_script
 

@@ -1,6 +1,7 @@
 """Command line: ``lrnets-train`` (= ``python train.py``) with Hydra overrides."""
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -8,14 +9,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from lrnets.config import CONF_DIR, PRIMARY
 from lrnets.errors import ConfigError, RunStopped
 from lrnets.faults import sigterm_raises, signal_number
-from lrnets.reference import CONF_DIR
 from lrnets.resume import resume_hint
 from lrnets.run import train
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=PRIMARY)
 def main(cfg: DictConfig) -> None:
     """Train one configuration. A bad value prints one paragraph and exits with status 2; a run
     stopped early (``lrnets.faults``) says how to continue and exits with a non-zero status."""
@@ -24,6 +25,7 @@ def main(cfg: DictConfig) -> None:
             train(cfg)
     except ConfigError as err:
         print(f"lrnets: error: {err}", file=sys.stderr)
+        remove_if_nothing_written(Path(cfg.paths.output_dir))
         sys.exit(2)
     except RunStopped as err:
         print(f"lrnets: {err}", file=sys.stderr)
@@ -34,6 +36,14 @@ def main(cfg: DictConfig) -> None:
               f"no results were written. If checkpoints/last.ckpt exists: "
               f"{resume_hint(Path(cfg.paths.output_dir))}", file=sys.stderr)
         sys.exit(128 + signum)
+
+
+def remove_if_nothing_written(folder: Path) -> None:
+    """A rejected command leaves no run folder behind: remove ``folder`` when it holds nothing
+    but what Hydra writes at the start (``.hydra/``) and empty folders."""
+    if folder.is_dir() and all(p.is_dir() or p.relative_to(folder).parts[0] == ".hydra"
+                               for p in folder.rglob("*")):
+        shutil.rmtree(folder)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lrnets.errors import ConfigError
+from lrnets.run_folder import TENSORBOARD
 
 # TensorBoard tag -> column; accuracies become errors.
 _ACCURACIES = {"val/acc": "val_error", "val/acc_sampled_best": "val_error_sampled_best",
@@ -26,7 +27,7 @@ def epoch_rows(run_dir: Path) -> list[dict[str, float | int | None]]:
     """The per-epoch rows of the run in ``run_dir`` (its ``tensorboard/`` events)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = Path(run_dir) / "tensorboard"
+    events = Path(run_dir) / TENSORBOARD
     if not any(events.glob("events.out.tfevents.*")):
         raise ConfigError(f"{run_dir} is not a run folder with TensorBoard events: there is no "
                           f"{events}/events.out.tfevents.* (train.py writes them).")

@@ -30,18 +30,18 @@ from lrnets.evaluation import batch_norms
 from lrnets.inference import (MANIFEST, ONNX, WEIGHTS, fold_batch_norms, load_export, network_for,
                               predictions_digest)
 from lrnets.models import Network
+from lrnets.run_folder import DISCRETE
 
-DISCRETE_FILE = Path("checkpoints") / "discrete.pt"
 _META = ("arch", "first_layer", "in_channels", "num_classes", "image_size", "data", "chosen",
          "test_predictions")
 
 
 def read_discrete_network(source: Path) -> dict:
     """The contents of a run's ``discrete.pt`` (``source``: the file or the run folder)."""
-    path = source / DISCRETE_FILE if source.is_dir() else source
+    path = source / DISCRETE if source.is_dir() else source
     if not path.is_file():
         raise ConfigError(f"CHECKPOINT={source} is not a discrete network: give the folder of a "
-                          f"binary or ternary run or its {DISCRETE_FILE} (full-precision runs "
+                          f"binary or ternary run or its {DISCRETE} (full-precision runs "
                           f"have none).")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)

@@ -26,9 +26,7 @@ import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lrnets.errors import RunStopped
-
-INTERRUPTED = Path("checkpoints") / "interrupted.ckpt"
-
+from lrnets.run_folder import INTERRUPTED, LAST
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM raised as an exception, so that it unwinds the run as Ctrl-C does."""
@@ -100,7 +98,7 @@ def stopped_run(exception: BaseException, trainer: pl.Trainer, out: Path,
     """What ``exception``, raised while fitting, means for the run; None for errors that are
     neither an interruption nor a diverged loss."""
     signum = next(cb.signum for cb in trainer.callbacks if isinstance(cb, InterruptCheckpoint))
-    last = out / "checkpoints" / "last.ckpt"
+    last = out / LAST
     epochs = _epochs_in(last)
     if epochs:
         kept = f"{last} holds the first {epochs} epoch(s)."

@@ -34,8 +34,8 @@ from lrnets.evaluation import discrete_layers, draw_weights, fixed_weights
 from lrnets.initialization import init_from_full_precision, load_network_state
 from lrnets.layers import LRConv2d, LRLayer
 from lrnets.models import Network
-from lrnets.reference import NETWORK_FILE
-from lrnets.reproduce import read_results, run_folder
+from lrnets.reproduce import run_folder
+from lrnets.run_folder import CONFIG, NETWORK, TENSORBOARD, read_results
 from lrnets.run import build_network
 
 
@@ -55,11 +55,11 @@ def load_run(path: str | Path, batch: int = 64) -> LoadedRun:
     """The run in ``path`` (a run folder or its ``checkpoints/network.pt``), its network in
     eval mode and the first ``batch`` test images as the network sees them."""
     folder = run_folder(path)
-    cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
+    cfg = OmegaConf.load(folder / CONFIG)
     dm = build_datamodule(cfg.dataset, batch_size=batch, seed=cfg.seed, num_workers=0)
     shape = (dm.in_channels, dm.num_classes, dm.image_size)
     model = build_network(cfg, *shape)
-    model.load_state_dict(load_network_state(folder / NETWORK_FILE))
+    model.load_state_dict(load_network_state(folder / NETWORK))
     images, _ = next(iter(dm.test_dataloader()))
     return LoadedRun(folder, cfg, read_results(folder) or {}, model.eval(),
                      dm.batch_transform(images, train=False), shape)
@@ -254,7 +254,7 @@ def plot_kernels(models: dict[str, Network]) -> Figure:
 
 def scalars(folder: Path, prefix: str) -> dict[str, list[tuple[int, float]]]:
     """TensorBoard scalars of a run whose tag starts with ``prefix``: tag -> [(step, value)]."""
-    events = EventAccumulator(str(folder / "tensorboard"), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(folder / TENSORBOARD), size_guidance={"scalars": 0})
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
             for tag in events.Tags()["scalars"] if tag.startswith(prefix)}
@@ -341,7 +341,7 @@ class FigureWriter:
     def __init__(self, out: Path):
         out.mkdir(parents=True, exist_ok=True)
         self.out = out
-        self.tensorboard = SummaryWriter(str(out / "tensorboard"))
+        self.tensorboard = SummaryWriter(str(out / TENSORBOARD))
 
     def save(self, name: str, fig: Figure, data: dict) -> dict[str, str]:
         png, data_json = self.out / f"{name}.png", self.out / f"{name}.json"

@@ -30,7 +30,7 @@ from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError, reason
 from lrnets.evaluation import predictions
 from lrnets.layers import FullPrecisionLayers
-from lrnets.models import ARCHITECTURES, Network
+from lrnets.models import ARCHITECTURES, Network, ReLUBlocks
 
 MANIFEST, WEIGHTS, ONNX = "manifest.json", "weights.bin", "network.onnx"
 
@@ -124,7 +124,8 @@ def network_for(architecture: dict) -> Network:
     """The architecture an export's manifest describes, with its batch norms still in place."""
     layers = DiscreteLayers(len(architecture["values"]))
     first = FullPrecisionLayers() if architecture["first_layer"] == "full_precision" else layers
-    return ARCHITECTURES[architecture["arch"]](first, layers, architecture["in_channels"],
+    return ARCHITECTURES[architecture["arch"]](ReLUBlocks(first, layers),
+                                               architecture["in_channels"],
                                                architecture["num_classes"],
                                                architecture["image_size"], dropout=0.0)
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from lrnets.errors import ConfigError, reason
 from lrnets.layers import LRLayer
 from lrnets.quantized_layers import QuantizedLayer
+from lrnets.run_folder import NETWORK
 
 _ALLOWED = ("Give a full-precision run's folder, its checkpoints/network.pt or a Lightning .ckpt "
             "file, or leave init.checkpoint=null to train (or reuse) the full-precision reference "
@@ -27,8 +28,8 @@ def network_file(path: str | Path) -> Path:
     """The network file ``init.checkpoint`` names (a run folder stands for its
     ``checkpoints/network.pt``), checked to exist and not be empty."""
     path = Path(path)
-    if path.is_dir() and (path / "checkpoints" / "network.pt").is_file():  # a run folder
-        path = path / "checkpoints" / "network.pt"
+    if path.is_dir() and (path / NETWORK).is_file():  # a run folder
+        path = path / NETWORK
     elif path.is_dir():
         raise ConfigError(f"init.checkpoint={str(path)!r} is a folder without "
                           f"checkpoints/network.pt, not a run's folder. {_ALLOWED}")

@@ -1,14 +1,21 @@
-"""The paper's architectures (sec. 5), built from a layer family so one definition serves
-full-precision, LR-net and later weight schemes alike.
+"""The paper's architectures (sec. 5), each written once over its building blocks.
 
-Every network is ``Network(body, head)``: ``body`` holds the layers whose weights are
-discretised (batch norm after each of them), ``head`` is the last, always full-precision,
-softmax layer (freshly Xavier-initialised, the only layer with weight decay in discrete runs).
-``first`` builds the first layer, so it can stay full precision (binary ResNet-18).
+An architecture (``lenet``, ``vgg``, ``mlp``, ``resnet18``) says which blocks follow each other;
+a ``Blocks`` object says what a block is. ``ReLUBlocks`` makes the paper's networks: conv ->
+batch norm -> ReLU (-> 2x2 max pool), FC -> batch norm -> ReLU -> dropout, and a full-precision
+softmax layer (``Network``). Its layer families decide the weights: full precision, LR-net
+(``lrnets.layers``), straight-through (``lrnets.quantized_layers``), sampled
+(``lrnets.sampled_layers``) or the exported discrete layers (``lrnets.inference``); ``first``
+builds the first layer, so it can stay full precision (binary ResNet-18). The sign-activation
+networks of Roth et al. are the same architectures with ``lrnets.sign_models.SignBlocks``.
+Every weight layer sits at the same position of ``body`` whatever the blocks, so a ReLU
+network's state initialises any other (``lrnets.initialization``).
+
+Adding an architecture is one function here and one entry in ``ARCHITECTURES``.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 from torch import Tensor, nn
 
@@ -20,6 +27,22 @@ class LayerFamily(Protocol):
              padding: int = 0) -> nn.Module: ...
 
     def linear(self, in_features: int, out_features: int) -> nn.Module: ...
+
+
+class Blocks(Protocol):
+    """The building blocks an architecture is written in. ``first=True`` marks the network's
+    first weight layer (built by the first-layer family)."""
+
+    def conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0,
+             pool: bool = False, first: bool = False) -> list[nn.Module]: ...
+
+    def fc(self, fin: int, fout: int, dropout: float, first: bool = False) -> list[nn.Module]: ...
+
+    def flatten(self) -> nn.Module: ...
+
+    def residual(self, cin: int, cout: int, stride: int) -> nn.Module: ...
+
+    def network(self, body: nn.Module, features: int, num_classes: int) -> nn.Module: ...
 
 
 class Network(nn.Module):
@@ -34,63 +57,6 @@ class Network(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.body(x))
-
-
-def _conv_bn_relu(layers: LayerFamily, cin: int, cout: int, k: int, stride: int = 1,
-                  padding: int = 0) -> list[nn.Module]:
-    return [layers.conv(cin, cout, k, stride, padding), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-
-def _fc_bn_relu_dropout(layers: LayerFamily, fin: int, fout: int, dropout: float) -> list[nn.Module]:
-    return [layers.linear(fin, fout), nn.BatchNorm1d(fout), nn.ReLU(inplace=True), nn.Dropout(dropout)]
-
-
-def lenet_side(image_size: int) -> int:
-    """Side of lenet's last feature map: its 5x5 convolutions keep the size (the authors'
-    ``padding='SAME'``), each 2x2 max pool halves it (28 -> 14 -> 7 on MNIST)."""
-    return image_size // 2 // 2
-
-
-def lenet(first: LayerFamily, layers: LayerFamily, in_channels: int, num_classes: int,
-          image_size: int, dropout: float) -> Network:
-    """32C5 - MP2 - 64C5 - MP2 - 512FC - softmax (eq. 9) as the authors' MNIST code builds it:
-    'same' convolutions, so the 512-unit layer sees 64 x 7 x 7 = 3136 inputs on MNIST."""
-    side = lenet_side(image_size)
-    body = nn.Sequential(
-        *_conv_bn_relu(first, in_channels, 32, 5, padding=2), nn.MaxPool2d(2),
-        *_conv_bn_relu(layers, 32, 64, 5, padding=2), nn.MaxPool2d(2),
-        nn.Flatten(),
-        *_fc_bn_relu_dropout(layers, 64 * side * side, 512, dropout),
-    )
-    return Network(body, nn.Linear(512, num_classes))
-
-
-def vgg(first: LayerFamily, layers: LayerFamily, in_channels: int, num_classes: int,
-        image_size: int, dropout: float) -> Network:
-    """(2x128C3) - MP2 - (2x256C3) - MP2 - (2x512C3) - MP2 - 1024FC - softmax (eq. 10)."""
-    blocks: list[nn.Module] = []
-    cin = in_channels
-    for i, width in enumerate((128, 128, 256, 256, 512, 512)):
-        blocks += _conv_bn_relu(first if i == 0 else layers, cin, width, 3, padding=1)
-        if i % 2 == 1:
-            blocks.append(nn.MaxPool2d(2))
-        cin = width
-    side = image_size // 8
-    body = nn.Sequential(*blocks, nn.Flatten(),
-                         *_fc_bn_relu_dropout(layers, 512 * side * side, 1024, dropout))
-    return Network(body, nn.Linear(1024, num_classes))
-
-
-def mlp(first: LayerFamily, layers: LayerFamily, in_channels: int, num_classes: int,
-        image_size: int, dropout: float) -> Network:
-    """Permutation-invariant 784-1200-1200-10 MLP (Roth et al. 2019)."""
-    fin = in_channels * image_size * image_size
-    body = nn.Sequential(
-        nn.Flatten(),
-        *_fc_bn_relu_dropout(first, fin, 1200, dropout),
-        *_fc_bn_relu_dropout(layers, 1200, 1200, dropout),
-    )
-    return Network(body, nn.Linear(1200, num_classes))
 
 
 class BasicBlock(nn.Module):
@@ -112,21 +78,95 @@ class BasicBlock(nn.Module):
         return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
-def resnet18(first: LayerFamily, layers: LayerFamily, in_channels: int, num_classes: int,
-             image_size: int, dropout: float) -> Network:
+class ReLUBlocks:
+    """The paper's blocks: batch norm and ReLU after every weight layer, max pooling last."""
+
+    def __init__(self, first: LayerFamily, layers: LayerFamily):
+        self.first, self.layers = first, layers
+
+    def _family(self, first: bool) -> LayerFamily:
+        return self.first if first else self.layers
+
+    def conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0,
+             pool: bool = False, first: bool = False) -> list[nn.Module]:
+        pooling = [nn.MaxPool2d(2)] if pool else []
+        return [self._family(first).conv(cin, cout, k, stride, padding), nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True), *pooling]
+
+    def fc(self, fin: int, fout: int, dropout: float, first: bool = False) -> list[nn.Module]:
+        return [self._family(first).linear(fin, fout), nn.BatchNorm1d(fout), nn.ReLU(inplace=True),
+                nn.Dropout(dropout)]
+
+    def flatten(self) -> nn.Module:
+        return nn.Flatten()
+
+    def residual(self, cin: int, cout: int, stride: int) -> nn.Module:
+        return BasicBlock(self.layers, cin, cout, stride)
+
+    def network(self, body: nn.Module, features: int, num_classes: int) -> Network:
+        return Network(body, nn.Linear(features, num_classes))
+
+
+def lenet_side(image_size: int) -> int:
+    """Side of lenet's last feature map: its 5x5 convolutions keep the size (the authors'
+    ``padding='SAME'``), each 2x2 max pool halves it (28 -> 14 -> 7 on MNIST)."""
+    return image_size // 2 // 2
+
+
+def lenet(blocks: Blocks, in_channels: int, num_classes: int, image_size: int,
+          dropout: float) -> nn.Module:
+    """32C5 - MP2 - 64C5 - MP2 - 512FC - softmax (eq. 9) as the authors' MNIST code builds it:
+    'same' convolutions, so the 512-unit layer sees 64 x 7 x 7 = 3136 inputs on MNIST."""
+    side = lenet_side(image_size)
+    body = nn.Sequential(
+        *blocks.conv(in_channels, 32, 5, padding=2, pool=True, first=True),
+        *blocks.conv(32, 64, 5, padding=2, pool=True),
+        blocks.flatten(),
+        *blocks.fc(64 * side * side, 512, dropout),
+    )
+    return blocks.network(body, 512, num_classes)
+
+
+def vgg(blocks: Blocks, in_channels: int, num_classes: int, image_size: int,
+        dropout: float) -> nn.Module:
+    """(2x128C3) - MP2 - (2x256C3) - MP2 - (2x512C3) - MP2 - 1024FC - softmax (eq. 10)."""
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for i, width in enumerate((128, 128, 256, 256, 512, 512)):
+        layers += blocks.conv(cin, width, 3, padding=1, pool=i % 2 == 1, first=i == 0)
+        cin = width
+    side = image_size // 8
+    body = nn.Sequential(*layers, blocks.flatten(),
+                         *blocks.fc(512 * side * side, 1024, dropout))
+    return blocks.network(body, 1024, num_classes)
+
+
+def mlp(blocks: Blocks, in_channels: int, num_classes: int, image_size: int,
+        dropout: float) -> nn.Module:
+    """Permutation-invariant 784-1200-1200-10 MLP (Roth et al. 2019)."""
+    body = nn.Sequential(
+        blocks.flatten(),
+        *blocks.fc(in_channels * image_size * image_size, 1200, dropout, first=True),
+        *blocks.fc(1200, 1200, dropout),
+    )
+    return blocks.network(body, 1200, num_classes)
+
+
+def resnet18(blocks: Blocks, in_channels: int, num_classes: int, image_size: int,
+             dropout: float) -> nn.Module:
     """ResNet-18 (He et al. 2016) as used for ImageNet in sec. 5.3; no dropout is used there,
     so ``dropout`` adds one before the softmax layer only when it is positive."""
-    stages: list[nn.Module] = [*_conv_bn_relu(first, in_channels, 64, 7, 2, 3),
+    stages: list[nn.Module] = [*blocks.conv(in_channels, 64, 7, 2, 3, first=True),
                                nn.MaxPool2d(3, 2, 1)]
     cin = 64
     for i, width in enumerate((64, 128, 256, 512)):
         stride = 1 if i == 0 else 2
-        stages += [BasicBlock(layers, cin, width, stride), BasicBlock(layers, width, width, 1)]
+        stages += [blocks.residual(cin, width, stride), blocks.residual(width, width, 1)]
         cin = width
     stages += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     if dropout > 0:
         stages.append(nn.Dropout(dropout))
-    return Network(nn.Sequential(*stages), nn.Linear(512, num_classes))
+    return blocks.network(nn.Sequential(*stages), 512, num_classes)
 
 
 def configure_batch_norm(model: nn.Module, momentum: float, eps: float) -> None:
@@ -137,4 +177,6 @@ def configure_batch_norm(model: nn.Module, momentum: float, eps: float) -> None:
             bn.momentum, bn.eps = momentum, eps
 
 
-ARCHITECTURES = {"lenet": lenet, "vgg": vgg, "mlp": mlp, "resnet18": resnet18}
+Architecture = Callable[[Blocks, int, int, int, float], nn.Module]
+ARCHITECTURES: dict[str, Architecture] = {"lenet": lenet, "vgg": vgg, "mlp": mlp,
+                                          "resnet18": resnet18}

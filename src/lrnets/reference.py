@@ -15,11 +15,10 @@ from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from lrnets.config import compose_config
 from lrnets.errors import RunStopped
-from lrnets.resume import LAST
+from lrnets.run_folder import LAST, NETWORK
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-NETWORK_FILE = Path("checkpoints") / "network.pt"
 
 
 def reference_key(cfg: DictConfig) -> str:
@@ -54,10 +53,11 @@ def reference_config(cfg: DictConfig) -> DictConfig:
         "paths": {"output_dir": str(Path(cfg.paths.reference_dir) / reference_key(cfg))},
         "ckpt_path": None,
     })
-    ref.mode = OmegaConf.load(CONF_DIR / "mode" / "full_precision.yaml")  # replaced, not merged
+    plain = compose_config(["mode=full_precision", "activation=relu"])
+    ref.mode = plain.mode  # replaced, not merged
     if ref.get("weights") is not None:
         ref.weights = None
-    ref.activation = OmegaConf.load(CONF_DIR / "activation" / "relu.yaml")  # sign nets start from ReLU
+    ref.activation = plain.activation  # sign nets start from ReLU
     return ref
 
 
@@ -65,7 +65,7 @@ def obtain_reference(cfg: DictConfig, train: Callable[[DictConfig], dict]) -> Pa
     """Path of the reference network's weights, training the reference first if needed."""
     ref_cfg = reference_config(cfg)
     folder = Path(ref_cfg.paths.output_dir)
-    path = folder / NETWORK_FILE
+    path = folder / NETWORK
     if path.is_file():
         print(f"Reusing the full-precision reference {path}")
         return path

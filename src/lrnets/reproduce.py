@@ -3,7 +3,7 @@
 
 A *cell* is one training configuration, the Hydra overrides of one table entry or figure panel,
 repeated over seeds. Its runs are ordinary run folders ``<runs_dir>/<cell>/seed<N>/``, trained by
-one ``train.py -m ... seed=0,1,...`` multirun per cell. A seed whose folder holds a completed
+one ``lrnets-train -m ... seed=0,1,...`` multirun per cell. A seed whose folder holds a completed
 ``results.json`` is collected, not trained again; one that stopped midway is continued
 (``ckpt_path=last``). ``scale`` shortens every schedule of a cell proportionally (machines
 without a GPU): ``train.epochs``, ``train.lr_milestones`` and the full-precision reference's
@@ -11,23 +11,19 @@ without a GPU): ``train.epochs``, ``train.lr_milestones`` and the full-precision
 """
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from lrnets.config import compose_config
 from lrnets.errors import ConfigError
-from lrnets.reference import CONF_DIR, NETWORK_FILE
+from lrnets.run_folder import CONFIG, LAST, NETWORK, read_results
 
-TRAIN_PY = CONF_DIR.parent / "train.py"
-RESULTS = "results.json"
-LAST_CHECKPOINT = NETWORK_FILE.with_name("last.ckpt")  # Lightning's, written every epoch
+TRAIN = [sys.executable, "-m", "lrnets.cli"]  # lrnets-train, also where only the package is installed
 SCHEDULES = (("train.epochs", "train.lr_milestones"),
              ("init.reference.epochs", "init.reference.lr_milestones"))
 # Set by the scripts for every run; a user override of them would be lost or break the layout.
@@ -66,17 +62,6 @@ def check_extra_overrides(extra: list[str]) -> None:
                               f"seeds and --runs-dir for the output folders.")
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The config ``train.py OVERRIDES`` composes (Hydra's own ``hydra.*`` settings aside)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        try:
-            return compose("train", overrides=[o for o in overrides
-                                               if not override_key(o).startswith("hydra.")])
-        except HydraException as err:
-            raise ConfigError(f"the overrides {' '.join(overrides)} do not compose: "
-                              f"{str(err).splitlines()[0]}") from None
-
-
 def scale_epochs(epochs: int, scale: float) -> int:
     return max(1, round(epochs * scale))
 
@@ -100,15 +85,10 @@ def seed_folder(runs_dir: Path, cell: Cell, seed: int | str) -> Path:
     return runs_dir / cell.name / f"seed{seed}"
 
 
-def read_results(folder: Path) -> dict | None:
-    path = folder / RESULTS
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def sweep_command(cell: Cell, overrides: list[str], seeds: list[int], runs_dir: Path,
                   resume: bool) -> list[str]:
     """``train.py -m`` over ``seeds`` into ``<runs_dir>/<cell>/seed<N>``."""
-    return [sys.executable, str(TRAIN_PY), "-m", *overrides,
+    return [*TRAIN, "-m", *overrides,
             f"seed={','.join(map(str, seeds))}", f"hydra.sweep.dir={runs_dir / cell.name}",
             "hydra.sweep.subdir=seed${seed}", *(["ckpt_path=last"] if resume else [])]
 
@@ -145,7 +125,7 @@ def plan_cell(cell: Cell, seeds: list[int], runs_dir: Path, scale: float,
                     f"--collect {runs_dir} to tabulate the runs there).")
         elif results is not None and results.get("status") == "failed":
             continue  # a diverged loss: reported, not retried (delete the folder to retry)
-        elif (folder / LAST_CHECKPOINT).is_file():
+        elif (folder / LAST).is_file():
             resume.append(seed)
         else:
             fresh.append(seed)
@@ -178,7 +158,7 @@ def run_folder(path: str | Path) -> Path:
     """The run folder of ``path``: a run folder itself or its ``checkpoints/network.pt``."""
     path = Path(path)
     folder = path.parents[1] if path.is_file() else path
-    if not (folder / NETWORK_FILE).is_file() or not (folder / ".hydra" / "config.yaml").is_file():
+    if not (folder / NETWORK).is_file() or not (folder / CONFIG).is_file():
         raise ConfigError(f"{path} is not a finished run: a run folder holds "
-                          f"{NETWORK_FILE} and .hydra/config.yaml (train.py writes both).")
+                          f"{NETWORK} and {CONFIG} (train.py writes both).")
     return folder

@@ -26,15 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from lrnets.errors import ConfigError, reason
+from lrnets.run_folder import DAMAGED, LAST, PREVIOUS
 
-LAST = Path("checkpoints") / "last.ckpt"
-PREVIOUS = LAST.with_name("previous.ckpt")
-DAMAGED = LAST.with_name("last.ckpt.damaged")
 CONFIG_KEY = "lrnets_config"
 # Not compared: where outputs and data are, how the run is executed (including the LR layers'
 # fused form, which computes the same maps), what it does after training, and train.epochs (a
 # finished run may be continued for more epochs).
-_NOT_COMPARED = {"ckpt_path", "paths", "trainer", "eval", "task_name",
+_NOT_COMPARED = {"ckpt_path", "paths", "trainer", "eval", "task_name", "verbose",
                  "dataset.root", "dataset.num_workers", "dataset.download", "dataset.on_device",
                  "mode.layers.fused", "train.epochs"}
 

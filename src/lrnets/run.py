@@ -8,7 +8,6 @@ weights), ``tensorboard/`` and ``results.json``.
 """
 from __future__ import annotations
 
-import json
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -24,21 +23,24 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from lrnets.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
                               SampledEvaluation)
-from lrnets.checks import check_config
+from lrnets.schema import validate
+from lrnets.console import choosing_line, final_lines, progress_callbacks, quiet
 from lrnets.cpu_memory import keep_freed_memory
 from lrnets.data import build_datamodule
 from lrnets.distributed import all_ranks, examples_counted, rank_shard
 from lrnets.errors import ConfigError
 from lrnets.evaluation import (EvalData, Selection, accuracy, chosen_network, discrete_layers,
                                predictions, select_discrete_network)
-from lrnets.faults import INTERRUPTED, FiniteLoss, InterruptCheckpoint, stopped_run
+from lrnets.faults import FiniteLoss, InterruptCheckpoint, stopped_run
 from lrnets.initialization import (init_from_full_precision, load_network_state, network_file,
                                    random_init)
 from lrnets.layers import FullPrecisionLayers, LRLayer
-from lrnets.models import ARCHITECTURES, Network, configure_batch_norm
+from lrnets.models import ARCHITECTURES, Network, ReLUBlocks, configure_batch_norm
 from lrnets.module import LRNetModule
 from lrnets.quantized_layers import quantized_layers, weight_multiplications
-from lrnets.reference import NETWORK_FILE, obtain_reference
+from lrnets.reference import obtain_reference
+from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK, TENSORBOARD,
+                               where, write_results)
 from lrnets.resume import LastCheckpoint, RecordConfig, resume_checkpoint, resume_hint
 from lrnets.seeding import EpochSeed
 from lrnets.sign_models import build_sign_network
@@ -57,8 +59,8 @@ def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_siz
                                    image_size, cfg.train.dropout, cfg.activation.propagation,
                                    cfg.activation.temperature)
     else:
-        model = ARCHITECTURES[cfg.arch.name](first, layers, in_channels, num_classes, image_size,
-                                             cfg.train.dropout)
+        model = ARCHITECTURES[cfg.arch.name](ReLUBlocks(first, layers), in_channels, num_classes,
+                                             image_size, cfg.train.dropout)
     configure_batch_norm(model, cfg.train.bn_momentum, cfg.train.bn_eps)
     return model
 
@@ -128,7 +130,7 @@ def initialise(model: Network, cfg: DictConfig) -> dict:
 def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
     callbacks: list[pl.Callback] = [
         # last.ckpt after every epoch (save_last=True alone writes it when training ends)
-        LastCheckpoint(dirpath=out / "checkpoints", filename="last", enable_version_counter=False),
+        LastCheckpoint(dirpath=out / LAST.parent, filename=LAST.stem, enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
         EpochSeed(cfg.seed), RecordConfig(cfg), FiniteLoss(), InterruptCheckpoint(out / INTERRUPTED),
         EpochTimer(),
@@ -141,8 +143,10 @@ def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
                                                ev.recalibrate_bn, ev.recalibration_batches))
         if cfg.activation.name == "sign" and cfg.activation.bn_reestimation_batches:
             callbacks.append(BatchNormReestimation(cfg.activation.bn_reestimation_batches))
-    logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", version="")
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, default_root_dir=str(out))
+    progress, bar = progress_callbacks(cfg.trainer.enable_progress_bar)
+    logger = TensorBoardLogger(save_dir=str(out), name=str(TENSORBOARD), version="")
+    return instantiate(cfg.trainer, callbacks=callbacks + progress, logger=logger,
+                       default_root_dir=str(out), enable_progress_bar=bar)
 
 
 def save_discrete_network(path: Path, model: Network, selection: Selection, meta: dict) -> None:
@@ -178,11 +182,12 @@ def discrete_meta(cfg: DictConfig, dm: pl.LightningDataModule, chosen: dict,
 
 def train(cfg: DictConfig) -> dict:
     """Run the experiment ``cfg`` describes; return (and write) its results."""
-    check_config(cfg)
+    validate(cfg)
+    quiet(cfg.verbose)
     started = time.time()
     out = Path(cfg.paths.output_dir)
     resume_from = resume_checkpoint(cfg, out)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)
     dm = build_datamodule(cfg.dataset, batch_size=cfg.train.batch_size, seed=cfg.seed,
                           num_workers=cfg.dataset.num_workers)
@@ -205,7 +210,7 @@ def train(cfg: DictConfig) -> dict:
         _record_stop(err, trainer, cfg, out)
         raise
     if trainer.is_global_zero:
-        torch.save({"state_dict": model.state_dict()}, out / NETWORK_FILE)
+        torch.save({"state_dict": model.state_dict()}, out / NETWORK)
     trainer.strategy.barrier()  # other ranks may load it next (the reference of a discrete run)
 
     results: dict = {
@@ -223,6 +228,8 @@ def train(cfg: DictConfig) -> dict:
                                 "test": examples_counted(data.test, trainer)}
     if discrete:
         ev = cfg.eval
+        if trainer.is_global_zero:
+            print(choosing_line(ev.num_samples, ev.recalibrate_bn), flush=True)
         selection = select_discrete_network(model, data, ev.num_samples, cfg.seed,
                                             ev.recalibrate_bn, ev.recalibration_batches)
         summary = selection.summary()
@@ -232,7 +239,7 @@ def train(cfg: DictConfig) -> dict:
         if trainer.is_global_zero:
             with chosen_network(model, selection):
                 test_predictions = predictions(model, dm.test_dataloader(), dm.batch_transform)
-            save_discrete_network(out / "checkpoints" / "discrete.pt", model, selection,
+            save_discrete_network(out / DISCRETE, model, selection,
                                   discrete_meta(cfg, dm, summary["chosen"], test_predictions))
     else:
         results["val_error"] = 1 - accuracy(model, data.val, data.transform, data.reduce)
@@ -247,21 +254,13 @@ def train(cfg: DictConfig) -> dict:
         results["resumed_from"] = str(resume_from)
     results["wall_time_s"] = round(time.time() - started, 1)
     results.update(next(c for c in trainer.callbacks if isinstance(c, EpochTimer)).summary())
-    results["paths"] = _paths(out)
+    results["paths"] = where(out)
     _log_final(trainer, results)
     if trainer.is_global_zero:
-        _write_results(out, results)
-        _print_summary(results)
+        write_results(out, results)
+        print(final_lines(results))
     return results
 
-
-def _paths(out: Path) -> dict:
-    return {"run_dir": str(out), "results": str(out / "results.json"),
-            "checkpoints": str(out / "checkpoints"), "tensorboard": str(out / "tensorboard")}
-
-
-def _write_results(out: Path, results: dict) -> None:
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _record_stop(err: BaseException, trainer: pl.Trainer, cfg: DictConfig, out: Path) -> None:
@@ -272,9 +271,9 @@ def _record_stop(err: BaseException, trainer: pl.Trainer, cfg: DictConfig, out: 
         return
     results = {"dataset": cfg.dataset.name, "arch": cfg.arch.name, "mode": cfg.mode.name,
                "seed": cfg.seed, **stop.results, "epochs_configured": cfg.train.epochs,
-               "paths": _paths(out)}
+               "paths": where(out)}
     if trainer.is_global_zero:
-        _write_results(out, results)
+        write_results(out, results)
     raise stop.error from None
 
 
@@ -298,15 +297,3 @@ def _log_final(trainer: pl.Trainer, results: dict) -> None:
         if key.endswith("_error") and isinstance(value, float):
             experiment.add_scalar(f"final/{key}", value, trainer.current_epoch)
     experiment.flush()
-
-
-def _print_summary(results: dict) -> None:
-    paths = results["paths"]
-    figures = ", ".join(f"{k} {100 * v:.2f}%" for k, v in results.items()
-                        if k.endswith("_error") and isinstance(v, float) and "_std" not in k)
-    print(
-        f"\n{results['mode']} {results['arch']} on {results['dataset']}: {figures}\n"
-        f"results:     {paths['results']}\n"
-        f"checkpoints: {paths['checkpoints']}\n"
-        f"tensorboard: tensorboard --logdir {paths['tensorboard']}"
-    )

@@ -1,5 +1,6 @@
-"""Sign networks (Roth et al., ECML PKDD 2019): the architectures of ``lrnets.models`` with
-discrete weights and sign activations, trained by probabilistic forward propagation.
+"""Sign networks (Roth et al., ECML PKDD 2019): the architectures of ``lrnets.models`` built
+from ``SignBlocks``, discrete weights and sign activations trained by probabilistic forward
+propagation.
 
 The blocks follow the authors' code, conv -> 2x2 max pool -> batch norm -> sign and
 FC -> batch norm -> sign -> dropout, and each weight layer sits at the same position of
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from lrnets.errors import ConfigError
 from lrnets.layers import LRLayers
-from lrnets.models import LayerFamily, lenet_side
+from lrnets.models import ARCHITECTURES, LayerFamily
 from lrnets.moments import Gaussian
 from lrnets.sign_layers import (PROPAGATIONS, GaussianMaxPool2d, MomentBatchNorm1d,
                                 MomentBatchNorm2d, MomentDropout, MomentFlatten, MomentLayers,
@@ -44,58 +45,35 @@ class SignNetwork(nn.Module):
         return out * self.scale + self.bias
 
 
-def _conv_block(layers: MomentLayers, sign: SignFactory, cin: int, cout: int, k: int,
-                padding: int = 0, pool: bool = False) -> list[nn.Module]:
-    pooling = [GaussianMaxPool2d()] if pool else []
-    return [layers.conv(cin, cout, k, 1, padding), *pooling, MomentBatchNorm2d(cout), sign()]
+class SignBlocks:
+    """Roth et al.'s blocks, in the authors' order: conv -> (2x2 max pool) -> batch norm -> sign,
+    FC -> batch norm -> sign -> dropout, over Gaussian moments; a discrete softmax layer."""
 
+    def __init__(self, first: MomentLayers, layers: MomentLayers, sign: SignFactory):
+        self.first, self.layers, self.sign = first, layers, sign
 
-def _fc_block(layers: MomentLayers, sign: SignFactory, fin: int, fout: int,
-              dropout: float) -> list[nn.Module]:
-    return [layers.linear(fin, fout), MomentBatchNorm1d(fout), sign(), MomentDropout(dropout)]
+    def conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0,
+             pool: bool = False, first: bool = False) -> list[nn.Module]:
+        pooling = [GaussianMaxPool2d()] if pool else []
+        family = self.first if first else self.layers
+        return [family.conv(cin, cout, k, stride, padding), *pooling, MomentBatchNorm2d(cout),
+                self.sign()]
 
+    def fc(self, fin: int, fout: int, dropout: float, first: bool = False) -> list[nn.Module]:
+        family = self.first if first else self.layers
+        return [family.linear(fin, fout), MomentBatchNorm1d(fout), self.sign(),
+                MomentDropout(dropout)]
 
-def sign_lenet(first: MomentLayers, layers: MomentLayers, sign: SignFactory, in_channels: int,
-               num_classes: int, image_size: int, dropout: float) -> SignNetwork:
-    """32C5 - MP2 - 64C5 - MP2 - 512FC - softmax, as ``models.lenet``."""
-    side = lenet_side(image_size)
-    body = nn.Sequential(
-        *_conv_block(first, sign, in_channels, 32, 5, padding=2, pool=True),
-        *_conv_block(layers, sign, 32, 64, 5, padding=2, pool=True),
-        MomentFlatten(),
-        *_fc_block(layers, sign, 64 * side * side, 512, dropout),
-    )
-    return SignNetwork(body, layers.linear(512, num_classes))
+    def flatten(self) -> nn.Module:
+        return MomentFlatten()
 
+    def residual(self, cin: int, cout: int, stride: int) -> nn.Module:
+        raise ConfigError(f"arch='resnet18' has no sign-activation version (its residual sums are "
+                          f"not propagated as moments): with activation=sign choose one of "
+                          f"{sorted(set(ARCHITECTURES) - {'resnet18'})}.")
 
-def sign_vgg(first: MomentLayers, layers: MomentLayers, sign: SignFactory, in_channels: int,
-             num_classes: int, image_size: int, dropout: float) -> SignNetwork:
-    """(2x128C3) - MP2 - (2x256C3) - MP2 - (2x512C3) - MP2 - 1024FC - softmax, as ``models.vgg``."""
-    blocks: list[nn.Module] = []
-    cin = in_channels
-    for i, width in enumerate((128, 128, 256, 256, 512, 512)):
-        blocks += _conv_block(first if i == 0 else layers, sign, cin, width, 3, padding=1,
-                              pool=i % 2 == 1)
-        cin = width
-    side = image_size // 8
-    body = nn.Sequential(*blocks, MomentFlatten(),
-                         *_fc_block(layers, sign, 512 * side * side, 1024, dropout))
-    return SignNetwork(body, layers.linear(1024, num_classes))
-
-
-def sign_mlp(first: MomentLayers, layers: MomentLayers, sign: SignFactory, in_channels: int,
-             num_classes: int, image_size: int, dropout: float) -> SignNetwork:
-    """Permutation-invariant 784-1200-1200-10 MLP, as ``models.mlp``."""
-    fin = in_channels * image_size * image_size
-    body = nn.Sequential(
-        MomentFlatten(),
-        *_fc_block(first, sign, fin, 1200, dropout),
-        *_fc_block(layers, sign, 1200, 1200, dropout),
-    )
-    return SignNetwork(body, layers.linear(1200, num_classes))
-
-
-SIGN_ARCHITECTURES = {"lenet": sign_lenet, "vgg": sign_vgg, "mlp": sign_mlp}
+    def network(self, body: nn.Module, features: int, num_classes: int) -> SignNetwork:
+        return SignNetwork(body, self.layers.linear(features, num_classes))
 
 
 def build_sign_network(arch: str, first: LayerFamily, layers: LayerFamily, in_channels: int,
@@ -103,9 +81,6 @@ def build_sign_network(arch: str, first: LayerFamily, layers: LayerFamily, in_ch
                        temperature: float) -> SignNetwork:
     """The sign network ``arch`` whose layers draw their weights as the LR-net families
     ``first`` (first layer) and ``layers`` do; raises ``ConfigError`` for what it cannot build."""
-    if arch not in SIGN_ARCHITECTURES:
-        raise ConfigError(f"arch={arch!r} has no sign-activation version: with activation=sign "
-                          f"choose one of {sorted(SIGN_ARCHITECTURES)}.")
     if not (isinstance(first, LRLayers) and isinstance(layers, LRLayers)):
         raise ConfigError(
             "activation=sign trains weight distributions by probabilistic forward propagation, "
@@ -119,5 +94,5 @@ def build_sign_network(arch: str, first: LayerFamily, layers: LayerFamily, in_ch
         raise ConfigError(f"activation.temperature={temperature!r} is not allowed: use a "
                           "positive temperature.")
     sign = partial(Sign, propagation, temperature)
-    return SIGN_ARCHITECTURES[arch](MomentLayers.like(first), MomentLayers.like(layers), sign,
-                                    in_channels, num_classes, image_size, dropout)
+    blocks = SignBlocks(MomentLayers.like(first), MomentLayers.like(layers), sign)
+    return ARCHITECTURES[arch](blocks, in_channels, num_classes, image_size, dropout)

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shlex
 import statistics
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from lrnets.config import CONF_DIR, compose_config, group_choices
 from lrnets.data.files import CIFAR_DIR, cifar10_matches_release, data_root
 from lrnets.errors import ConfigError
-from lrnets.reference import CONF_DIR, NETWORK_FILE
-from lrnets.reproduce import (Cell, cell_runs, check_extra_overrides, compose_config, run_cells,
+from lrnets.reproduce import (Cell, cell_runs, check_extra_overrides, run_cells,
                               seed_folder)
+from lrnets.run_folder import NETWORK, OVERRIDES, read_results
+from lrnets.shipping import EXPORT, machine, ship_run, training_hours
 
 DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}
 
@@ -92,7 +96,7 @@ TABLE2 = TableSpec(
 
 def available_modes() -> list[str]:
     """Every mode the framework has (``conf/mode/*.yaml``)."""
-    return sorted(path.stem for path in (CONF_DIR / "mode").glob("*.yaml"))
+    return group_choices("mode")
 
 
 def table_modes(spec: TableSpec, modes: list[str]) -> list[str]:
@@ -120,7 +124,7 @@ def table_cells(spec: TableSpec, modes: list[str], datasets: list[str], runs_dir
                 base = [f"dataset={dataset}", f"mode={mode}"]
             if reference and mode != "full_precision":
                 network = (seed_folder(runs_dir, Cell(f"{dataset}_full_precision", ()), "${seed}")
-                           / NETWORK_FILE)
+                           / NETWORK)
                 base.append(f"init.checkpoint={network}")
             cells[dataset, mode] = Cell(f"{dataset}_{mode}", (*base, *spec.overrides))
     return cells
@@ -160,7 +164,7 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 def _run_overrides(folder: Path, cell: Cell) -> list[str]:
     """The overrides a run was started with beyond its cell's and its seed (the shortened
     schedule, limits, ...), from ``.hydra/overrides.yaml``."""
-    path = folder / ".hydra" / "overrides.yaml"
+    path = folder / OVERRIDES
     if not path.is_file():
         return []
     skip = set(cell.overrides) | {"ckpt_path=last"}
@@ -371,6 +375,10 @@ def add_table_arguments(parser: argparse.ArgumentParser, spec: TableSpec) -> Non
                         help="run nothing: tabulate the runs already in DIR (a --runs-dir)")
     parser.add_argument("--out", type=Path, default=Path("outputs/tables"),
                         help=f"folder of {spec.name}.md and {spec.name}.csv")
+    parser.add_argument("--ship", type=Path, metavar="DIR",
+                        help="also copy each completed cell's seed 0 into DIR/<dataset>/<mode>/ "
+                             "(results.json, epochs.csv, the export) and write DIR/README.md, "
+                             "the table with training times, the machine and the commands")
     parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
 
 
@@ -395,5 +403,37 @@ def reproduce_table(spec: TableSpec, args: argparse.Namespace) -> dict:
     md, table_csv = write_table(spec, rows, seeds, runs_dir, args.out)
     print(md.read_text())
     print(f"written: {md}, {table_csv}")
+    if args.ship:
+        print(f"shipped: {ship_table(spec, cells, rows, seeds, runs_dir, args.ship)}")
     return {"markdown": str(md), "csv": str(table_csv), "failed": failed,
             "rows": [asdict(row) for row in rows]}
+
+
+def ship_table(spec: TableSpec, cells: dict[tuple[str, str], Cell], rows: list[CellRow],
+               seeds: list[int], runs_dir: Path, dest: Path) -> Path:
+    """Ship every completed cell's seed 0 (``lrnets.shipping``) and write ``dest/README.md``:
+    the table, then per shipped cell its training time and export size, the machine and the
+    command that made the table. Returns the README's path."""
+    lines = ["## Shipped cells", "",
+             "| cell | folder | epochs | training time | export |", "| --- | --- | --- | --- | --- |"]
+    for (dataset, mode), cell in cells.items():
+        folder = seed_folder(runs_dir, cell, 0)
+        results = read_results(folder)
+        if results is None or results.get("status") != "completed":
+            continue
+        shipped = ship_run(folder, dest / dataset / mode)
+        hours = training_hours(shipped)
+        export = shipped / EXPORT
+        size = (f"{sum(f.stat().st_size for f in export.iterdir()) / 1e6:.2f} MB"
+                if export.is_dir() else "— (full precision)")
+        lines.append(f"| {dataset} {mode} | `{shipped.relative_to(dest)}` | {results['epochs']} | "
+                     f"{'—' if hours is None else f'{hours:.2f} h'} | {size} |")
+    lines += ["", "*training time*: the sum of the epochs' times, validation included (final "
+              "sampling and test evaluation not counted).", "",
+              f"Machine (where the table was collected; the runs were trained there): "
+              f"{machine()}.", "",
+              f"Command: `python {shlex.join(sys.argv)}`",
+              ""]
+    readme = dest / "README.md"
+    readme.write_text(markdown(spec, rows, seeds, runs_dir) + "\n" + "\n".join(lines))
+    return readme

@@ -1,0 +1,109 @@
+"""What a run prints: quiet by default, progress that fits where the output goes, one summary.
+
+- Lightning's start-up lines ("GPU available", tips, its model summary) and dependencies'
+  deprecation warnings are silenced unless ``verbose=true``.
+- On a terminal, Lightning's progress bar counts epochs as ``Epoch 3/190``; in a file or a batch
+  job, one line per epoch instead of bar redraws.
+- The summary names the reported figure (which network, batch norm as trained or re-estimated,
+  validation and test), then the spread over the sampled networks and the most probable
+  network, both batch-norm variants where both were scored, and where the files are.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import TQDMProgressBar
+
+_LIGHTNING_INFO = ("pytorch_lightning", "lightning_fabric", "lightning")  # their loggers' roots
+
+
+def quiet(verbose: bool) -> None:
+    """Silence Lightning's informational lines and dependencies' deprecation warnings."""
+    if verbose:
+        return
+    for name in _LIGHTNING_INFO:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's bar, its description ``Epoch 3/190``."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(
+            f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+
+class EpochLines(pl.Callback):
+    """One line per epoch: ``epoch 3/190: train_loss 0.1234, val_acc 98.76%, 41 s``."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        if "train/loss" in metrics:
+            parts.append(f"train_loss {float(metrics['train/loss']):.4f}")
+        if "val/acc" in metrics:
+            parts.append(f"val_error {100 * (1 - float(metrics['val/acc'])):.2f}%")
+        parts.append(f"{time.perf_counter() - self._start:.0f} s")
+        print(", ".join(parts), flush=True)
+
+
+def progress_callbacks(enabled: bool) -> tuple[list[pl.Callback], bool]:
+    """The progress callbacks for this output, and whether Lightning's bar stays enabled."""
+    if not enabled:
+        return [], False
+    if sys.stdout.isatty():
+        return [EpochProgressBar()], True
+    return [EpochLines()], False
+
+
+def choosing_line(num_samples: int, recalibrate_bn: bool) -> str:
+    """What the run does after training, said before it does it (sec. 4.4)."""
+    bn = ", each with batch norm as trained and re-estimated" if recalibrate_bn else ""
+    return (f"Choosing the discrete network: scoring the most probable network and "
+            f"{num_samples} sampled networks on the validation and test splits{bn} ...")
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
+def _spread(results: dict, split: str, suffix: str) -> str:
+    """Mean ± std of the sampled networks' error on ``split``."""
+    mean = results.get(f"samples_{split}_error{suffix}_mean")
+    std = results.get(f"samples_{split}_error{suffix}_std")
+    return "—" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}%"
+
+
+def final_lines(results: dict) -> str:
+    """The final lines of a run (``results.json``'s figures, in words)."""
+    head = f"{results['mode']} {results['arch']} on {results['dataset']}"
+    lines = [f"\n{head}: test error {_percent(results.get('test_error'))} "
+             f"(validation {_percent(results.get('val_error'))})"]
+    if "chosen" in results:
+        bn = "re-estimated" if results.get("recalibrated_bn") else "as trained"
+        lines[0] += f", the network chosen on validation: {results['chosen']}, batch norm {bn}"
+        variants = [("", "as trained")]
+        if "mode_test_error_recalibrated" in results:
+            variants.append(("_recalibrated", "re-estimated"))
+        for suffix, label in variants:
+            lines.append(f"  batch norm {label}: sampled networks val "
+                         f"{_spread(results, 'val', suffix)}, test {_spread(results, 'test', suffix)}"
+                         f"; most probable network val "
+                         f"{_percent(results.get(f'mode_val_error{suffix}'))}, test "
+                         f"{_percent(results.get(f'mode_test_error{suffix}'))}")
+    paths = results["paths"]
+    lines += [f"results:     {paths['results']}", f"checkpoints: {paths['checkpoints']}",
+              f"tensorboard: {sys.executable} -m tensorboard.main --logdir {paths['tensorboard']}"]
+    return "\n".join(lines)

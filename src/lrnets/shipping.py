@@ -1,0 +1,89 @@
+"""The networks the project ships: ``results/<dataset>/<mode>/``, and loading one in a line.
+
+Each shipped cell holds what a user needs and nothing a run folder needs to continue:
+
+    results/<dataset>/<mode>/results.json   the run's results record
+    results/<dataset>/<mode>/epochs.csv     its per-epoch curves (``lrnets.epochs``)
+    results/<dataset>/<mode>/export/        discrete cells: ``lrnets-export``'s files
+
+``lrnets-eval results/<dataset>/<mode>/export`` reproduces the shipped test error from those
+files alone, and ``lrnets.pretrained("<dataset>_<mode>")`` is the network as a plain module.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from torch import nn
+
+from lrnets.epochs import write_epochs_csv
+from lrnets.errors import ConfigError
+from lrnets.export import export
+from lrnets.run_folder import DISCRETE, RESULTS, read_results
+
+SHIPPED = Path(__file__).resolve().parents[2] / "results"  # the checkout's results/
+EXPORT, EPOCHS = "export", "epochs.csv"
+
+
+def ship_run(run_dir: Path, dest: Path) -> Path:
+    """Copy the run in ``run_dir`` into the shipped cell ``dest`` (replacing what was there)."""
+    results = read_results(run_dir)
+    if results is None or results.get("status") != "completed":
+        raise ConfigError(f"{run_dir} is not a completed run (no {RESULTS} with status "
+                          f"completed): only finished runs are shipped.")
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    shipped = {k: v for k, v in results.items() if k != "paths"}  # this machine's folders
+    (dest / RESULTS).write_text(json.dumps(shipped, indent=2) + "\n")
+    write_epochs_csv(run_dir, dest / EPOCHS)
+    if (run_dir / DISCRETE).is_file():
+        export(run_dir, dest / EXPORT, with_onnx=True)
+    return dest
+
+
+def shipped_cells(root: Path = SHIPPED) -> dict[str, Path]:
+    """``"<dataset>_<mode>"`` -> the cell's folder, for every shipped cell under ``root``."""
+    cells = [path.parent for path in sorted(Path(root).glob(f"*/*/{RESULTS}"))]
+    return {f"{cell.parent.name}_{cell.name}": cell for cell in cells}
+
+
+def pretrained(name: str, root: Path | str = SHIPPED) -> nn.Module:
+    """A shipped discrete network, in eval mode: ``pretrained("mnist_ternary")``.
+
+    Its discrete layers hold their weights as ``values[codes]`` (``layer.weight()``: values in
+    {-1, 0, 1} for a ternary network) and its batch norms are folded into a scale and shift.
+    Inputs are images as ``lrnets.data`` transforms them for evaluation (MNIST: pixels in [0, 1],
+    N x 1 x 28 x 28)."""
+    from lrnets.inference import load_export
+
+    cells = {k: v for k, v in shipped_cells(Path(root)).items() if (v / EXPORT).is_dir()}
+    if name not in cells:
+        raise ConfigError(f"pretrained({name!r}): no such shipped network in {root}; there are "
+                          f"{', '.join(sorted(cells)) or 'none'}.")
+    return load_export(cells[name] / EXPORT)[0]
+
+
+def training_hours(cell: Path) -> float | None:
+    """The shipped cell's training time: the sum of its epochs' times (validation included)."""
+    import csv
+
+    with (cell / EPOCHS).open() as f:
+        times = [float(row["epoch_time_s"]) for row in csv.DictReader(f) if row["epoch_time_s"]]
+    return sum(times) / 3600 if times else None
+
+
+def machine() -> str:
+    """This machine in one line: CPU, cores, accelerator, torch."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor()) \
+        if Path("/proc/cpuinfo").is_file() else platform.processor()
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")

@@ -1,0 +1,100 @@
+"""Shipped networks (``results/<dataset>/<mode>/``): what a shipped cell holds, that its export
+alone reproduces the run's test error, and ``lrnets.pretrained`` in one line."""
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import lrnets
+from lrnets.errors import ConfigError
+from lrnets.inference import DiscreteConv2d, DiscreteLinear, evaluate_export
+from lrnets.reproduce import Cell
+from lrnets.run import train
+from lrnets.shipping import EPOCHS, EXPORT, SHIPPED, ship_run, shipped_cells
+from lrnets.tables import TABLE1, build_rows, ship_table
+from tests.conftest import SHARED_DATA, compose_config
+
+DATA = os.environ.get("LRNETS_DATA") or str(SHARED_DATA)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """A short synthetic ternary run, as the table scripts lay it out (<cell>/seed0)."""
+    tmp = tmp_path_factory.mktemp("runs")
+    train(compose_config(tmp, "dataset=synthetic", "debug=fast", "init=random", "mode=ternary",
+                         "trainer.log_every_n_steps=1",
+                         run="synthetic_ternary/seed0"))
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def shipped(runs) -> Path:
+    """That run shipped into a results folder of its own."""
+    ship_run(runs / "synthetic_ternary" / "seed0", runs / "results" / "synthetic" / "ternary")
+    return runs / "results"
+
+
+def test_a_shipped_cell_holds_results_curves_and_export_only(shipped):
+    cell = shipped / "synthetic" / "ternary"
+    assert sorted(p.name for p in cell.iterdir()) == sorted([EPOCHS, EXPORT, "results.json"])
+    results = json.loads((cell / "results.json").read_text())
+    assert results["status"] == "completed" and "paths" not in results  # no machine's folders
+    with (cell / EPOCHS).open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == results["epochs"] and rows[0]["train_loss"]
+    assert not list(cell.rglob("*.ckpt")) and not list(cell.rglob("events.out.tfevents.*"))
+
+
+def test_the_shipped_export_alone_reproduces_the_run(shipped):
+    checks = evaluate_export(shipped / "synthetic" / "ternary" / EXPORT, None, 500, "cpu", True)
+    assert all(check.ok for check in checks), [check.text for check in checks]
+
+
+def test_pretrained_gives_a_module_with_ternary_weights(shipped):
+    model = lrnets.pretrained("synthetic_ternary", root=shipped)
+    layers = [m for m in model.modules() if isinstance(m, (DiscreteConv2d, DiscreteLinear))]
+    assert isinstance(model, torch.nn.Module) and not model.training and layers
+    for layer in layers:
+        assert set(layer.weight().unique().tolist()) <= {-1.0, 0.0, 1.0}
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_pretrained_names_the_shipped_networks_when_asked_for_another(shipped):
+    with pytest.raises(ConfigError, match=r"pretrained\('mnist_ternary'\): no such shipped "
+                                          r"network .*there are synthetic_ternary"):
+        lrnets.pretrained("mnist_ternary", root=shipped)
+
+
+def test_an_unfinished_run_is_not_shipped(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ConfigError, match="not a completed run"):
+        ship_run(tmp_path / "run", tmp_path / "results" / "x" / "y")
+
+
+def test_the_table_script_ships_its_cells_with_a_readme(runs, tmp_path):
+    cells = {("synthetic", "ternary"): Cell("synthetic_ternary", ("dataset=synthetic",
+                                                                   "mode=ternary"))}
+    rows = build_rows(TABLE1, cells, ["synthetic"], [0], runs)
+    readme = ship_table(TABLE1, cells, rows, [0], runs, tmp_path / "results")
+    text = readme.read_text()
+    assert "| synthetic ternary | `synthetic/ternary` | 1 |" in text and "Machine" in text
+    assert (tmp_path / "results" / "synthetic" / "ternary" / EXPORT / "manifest.json").is_file()
+
+
+SHIPPED_EXPORTS = sorted(cell / EXPORT for cell in shipped_cells(SHIPPED).values()
+                         if (cell / EXPORT).is_dir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("export", SHIPPED_EXPORTS, ids=[p.parent.name for p in SHIPPED_EXPORTS])
+def test_every_shipped_network_reproduces_its_test_error(export):
+    """``lrnets-eval results/<dataset>/<mode>/export``, for every cell the project ships: the
+    same test predictions as the run's chosen network, from the shipped files and the data."""
+    manifest = json.loads((export / "manifest.json").read_text())
+    if manifest["dataset"] == "mnist" and not Path(DATA, "MNIST", "raw").is_dir():
+        pytest.skip(f"no MNIST under {DATA}")
+    checks = evaluate_export(export, DATA, 1000, "cpu", True)
+    assert all(check.ok for check in checks), [check.text for check in checks]
