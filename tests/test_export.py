@@ -142,6 +142,20 @@ def test_export_and_eval_commands_with_onnx(ternary_run, tmp_path):
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     assert "predictions identical to those of the run's chosen network" in evaluated.stdout
     assert "onnxruntime (network.onnx): 128 of 128 predictions as PyTorch's" in evaluated.stdout
+    # the graph holds the codes packed as weights.bin does (uint8 codes would make it 3.9x)
+    assert (out / "network.onnx").stat().st_size < 1.2 * (out / "weights.bin").stat().st_size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [["mode=binary"], ["weights=quaternary"],
+                                       ["weights=quinary"]], ids=["1-bit", "2-bit", "3-bit"])
+def test_onnx_of_every_code_width_predicts_as_pytorch(smoke_config, tmp_path, overrides):
+    """Packed codes (1 and 2 bits), and the one code per byte of 3-bit grids, in the graph."""
+    cfg = smoke_config("init=random", "train.epochs=0", *overrides)
+    train(cfg)
+    export(Path(cfg.paths.output_dir), tmp_path / "export", with_onnx=True)
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", True)
+    assert all(check.ok for check in checks), [check.text for check in checks]
 
 
 def _damaged(folder: Path, tmp_path: Path, name: str, **files: bytes) -> Path:
@@ -168,6 +182,9 @@ def test_export_and_eval_refuse_wrong_inputs_in_one_paragraph(ternary_run, smoke
     (tmp_path / "text.pt").write_text("not a checkpoint")
     manifest = (good / "manifest.json").read_bytes()
     weights = (good / "weights.bin").read_bytes()
+    bad_onnx = tmp_path / "bad_onnx"
+    shutil.copytree(good, bad_onnx)
+    (bad_onnx / "network.onnx").write_bytes(b"not an ONNX graph")
     cases = [
         (export_main, [str(tmp_path / "absent"), str(tmp_path / "o1")]),
         (export_main, [full.paths.output_dir, str(tmp_path / "o2")]),
@@ -182,6 +199,8 @@ def test_export_and_eval_refuse_wrong_inputs_in_one_paragraph(ternary_run, smoke
         (eval_main, [str(_damaged(good, tmp_path, "other_arch",
                                   manifest_json=manifest.replace(b'"lenet"', b'"mlp"')))]),
         (eval_main, [str(good), "--batch-size", "0"]),
+        (eval_main, [str(good), "--onnx"]),  # exported without network.onnx
+        (eval_main, [str(bad_onnx), "--onnx"]),
     ]
     for main, argv in cases:
         with pytest.raises(SystemExit) as exit_info:

@@ -17,18 +17,19 @@ It prints the sizes and the ratio to the same network in float32. ``lrnets.infer
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lrnets.bitpacking import bits_for, pack
 from lrnets.errors import ConfigError, reason
 from lrnets.evaluation import batch_norms
-from lrnets.inference import (MANIFEST, ONNX, WEIGHTS, fold_batch_norms, load_export, network_for,
-                              predictions_digest)
+from lrnets.inference import (MANIFEST, ONNX, WEIGHTS, DiscreteConv2d, DiscreteLinear,
+                              fold_batch_norms, load_export, network_for, predictions_digest)
 from lrnets.models import Network
 from lrnets.run_folder import DISCRETE
 
@@ -129,10 +130,49 @@ def export(source: Path, out: Path, with_onnx: bool = False) -> dict:
     return {**manifest, "size": size}
 
 
+class PackedCodes(nn.Module):
+    """A discrete layer's weights in the ONNX graph: its codes packed ``8 // bits`` to a byte
+    (the first code in the lowest bits), unpacked in the graph by integer division and
+    remainder, then looked up in the values, so the file is about as small as ``weights.bin``."""
+
+    def __init__(self, codes: Tensor, values: Tensor, bits: int):
+        super().__init__()
+        per = 8 // bits
+        flat = codes.flatten().to(torch.int32)
+        flat = torch.cat([flat, flat.new_zeros(-len(flat) % per)])
+        places = (2 ** bits) ** torch.arange(per, dtype=torch.int32)
+        self.register_buffer("packed", (flat.view(-1, per) * places).sum(1).to(torch.uint8))
+        self.register_buffer("places", places)
+        self.register_buffer("values", values.clone())
+        self.shape, self.count, self.base = tuple(codes.shape), codes.numel(), 2 ** bits
+
+    def forward(self) -> Tensor:
+        digits = torch.div(self.packed.unsqueeze(-1).to(torch.int32), self.places,
+                           rounding_mode="floor")
+        codes = torch.remainder(digits, self.base)
+        return self.values[codes.flatten()[:self.count].long()].view(self.shape)
+
+
+def _packed_for_onnx(model: Network, bits: int) -> Network:
+    """A copy of ``model`` whose discrete layers take their weights from ``PackedCodes`` (where
+    ``bits`` divides 8; 3-bit grids keep one code per byte)."""
+    model = copy.deepcopy(model)
+    if 8 % bits:
+        return model
+    for layer in model.modules():
+        if isinstance(layer, (DiscreteConv2d, DiscreteLinear)):
+            layer.add_module("packed", PackedCodes(layer.codes, layer.values, bits))
+            del layer._buffers["codes"], layer._buffers["values"]
+            object.__setattr__(layer, "weight", layer.packed)  # before the class's weight()
+    return model
+
+
 def write_onnx(model: Network, architecture: dict, path: Path) -> None:
-    """``model`` as an ONNX graph with a dynamic batch size: input ``input``, output ``logits``."""
+    """``model`` as an ONNX graph with a dynamic batch size: input ``input``, output ``logits``;
+    the discrete weights packed as in ``weights.bin``."""
     example = torch.zeros(2, architecture["in_channels"], architecture["image_size"],
                           architecture["image_size"])
+    model = _packed_for_onnx(model, bits_for(len(architecture["values"])))
     torch.onnx.export(model, (example,), str(path), input_names=["input"], verbose=False,
                       output_names=["logits"], dynamo=True, external_data=False,
                       dynamic_shapes=({0: torch.export.Dim("batch")},))

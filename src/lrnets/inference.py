@@ -198,7 +198,11 @@ def evaluate_export(folder: Path, data_root: str | None, batch_size: int, device
 def _compare_onnx(path: Path, model: Network, loader, transform: nn.Module, device: str) -> Check:
     import onnxruntime  # the `export` extra
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # missing, damaged or foreign: onnxruntime's own exception types
+        raise ConfigError(f"{path} cannot be run by onnxruntime ({reason(err)[:300]}); write it "
+                          f"again with lrnets-export RUN {path.parent} --onnx.") from None
     differing, count, difference, scale = 0, 0, 0.0, 0.0
     with torch.no_grad():
         for x, _ in loader:
