@@ -131,18 +131,15 @@ def export(source: Path, out: Path, with_onnx: bool = False) -> dict:
 
 
 class PackedCodes(nn.Module):
-    """A discrete layer's weights in the ONNX graph: its codes packed ``8 // bits`` to a byte
-    (the first code in the lowest bits), unpacked in the graph by integer division and
-    remainder, then looked up in the values, so the file is about as small as ``weights.bin``."""
+    """A discrete layer's weights in the ONNX graph: its codes packed as in ``weights.bin``
+    (``bitpacking.pack``: ``8 // bits`` to a byte, the first in the lowest bits), unpacked in
+    the graph by integer division and remainder, then looked up in the values."""
 
     def __init__(self, codes: Tensor, values: Tensor, bits: int):
         super().__init__()
-        per = 8 // bits
-        flat = codes.flatten().to(torch.int32)
-        flat = torch.cat([flat, flat.new_zeros(-len(flat) % per)])
-        places = (2 ** bits) ** torch.arange(per, dtype=torch.int32)
-        self.register_buffer("packed", (flat.view(-1, per) * places).sum(1).to(torch.uint8))
-        self.register_buffer("places", places)
+        packed = torch.frombuffer(bytearray(pack(codes, bits)), dtype=torch.uint8)
+        self.register_buffer("packed", packed)
+        self.register_buffer("places", (2 ** bits) ** torch.arange(8 // bits, dtype=torch.int32))
         self.register_buffer("values", values.clone())
         self.shape, self.count, self.base = tuple(codes.shape), codes.numel(), 2 ** bits
 

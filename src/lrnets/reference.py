@@ -20,7 +20,6 @@ from lrnets.errors import RunStopped
 from lrnets.run_folder import LAST, NETWORK
 
 
-
 def reference_key(cfg: DictConfig) -> str:
     """Folder name: what decides the reference network's weights, readable plus a short hash."""
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)

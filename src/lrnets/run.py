@@ -23,7 +23,6 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from lrnets.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
                               SampledEvaluation)
-from lrnets.schema import validate
 from lrnets.console import choosing_line, final_lines, progress_callbacks, quiet
 from lrnets.cpu_memory import keep_freed_memory
 from lrnets.data import build_datamodule
@@ -42,6 +41,7 @@ from lrnets.reference import obtain_reference
 from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK, TENSORBOARD,
                                where, write_results)
 from lrnets.resume import LastCheckpoint, RecordConfig, resume_checkpoint, resume_hint
+from lrnets.schema import validate
 from lrnets.seeding import EpochSeed
 from lrnets.sign_models import build_sign_network
 

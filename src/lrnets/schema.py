@@ -150,6 +150,10 @@ _KINDS = {int: "use an integer", float: "use a number", bool: "use true or false
           Optional[float]: "use a number, or null", List[int]: _EPOCHS}  # lr_milestones
 
 
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
 def _validate(schema: DictConfig, cls: type, cfg: DictConfig, prefix: str) -> None:
     for f in dataclasses.fields(cls):
         if f.name not in cfg:
@@ -159,13 +163,12 @@ def _validate(schema: DictConfig, cls: type, cfg: DictConfig, prefix: str) -> No
             if OmegaConf.is_dict(value):
                 _validate(schema[f.name], f.default_factory, value, option + ".")
             continue
-        raw = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        raw = _plain(value)
         try:
             schema[f.name] = raw
         except ValidationError:
             raise ConfigError(f"{option}={raw!r} is not allowed: {_KINDS[f.type]}.") from None
-        converted = schema[f.name]
-        converted = OmegaConf.to_container(converted) if OmegaConf.is_config(converted) else converted
+        converted = _plain(schema[f.name])
         check = f.metadata.get("check")
         if check is not None and not check(converted):
             raise ConfigError(f"{option}={raw!r} is not allowed: {f.metadata['allowed']}.")
