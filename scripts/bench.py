@@ -32,7 +32,7 @@ from lrnets.data.modules import InMemoryDataModule
 from lrnets.data.synthetic import synthetic_arrays
 from lrnets.data.transforms import CifarTransform, UnitRange
 from lrnets.evaluation import EvalData, accuracy, draw_weights, fixed_weights, select_discrete_network
-from lrnets.layers import LRLayer
+from lrnets.layers import DiscreteLayer
 from lrnets.module import LRNetModule
 from lrnets.config import compose_config
 from lrnets.run import build_network
@@ -129,7 +129,7 @@ def linear_maps_step(model: nn.Module, x: torch.Tensor, bf16: bool) -> Callable[
     forward pass of ``x``, with random output gradients; an LR layer's maps (eq. 4) take its
     weight moments as fixed leaves, so their computation is not counted."""
     inputs: dict[nn.Module, torch.Tensor] = {}
-    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, LRLayer))]
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, DiscreteLayer))]
     hooks = [m.register_forward_pre_hook(lambda m, a: inputs.setdefault(m, a[0].detach().clone()))
              for m in layers]
     with torch.no_grad():
@@ -139,9 +139,9 @@ def linear_maps_step(model: nn.Module, x: torch.Tensor, bf16: bool) -> Callable[
     calls, leaves = [], []
     for layer in layers:
         h = inputs[layer].requires_grad_(layer is not layers[0])  # the data: no gradient
-        if isinstance(layer, LRLayer):
+        if isinstance(layer, DiscreteLayer):
             moments = [t.detach().requires_grad_() for t in layer.distribution.moments()]
-            calls.append(lambda layer=layer, h=h, moments=moments: layer.moment_maps(h, *moments))
+            calls.append(lambda layer=layer, h=h, moments=moments: layer.moment_maps(h, *moments, layer.method.fused))
             leaves += [h, *moments]
         else:
             calls.append(lambda layer=layer, h=h: (layer(h),))

@@ -18,13 +18,14 @@ from lrnets.distributions import HardSigmoidBinaryWeights, TernaryWeights
 from lrnets.errors import ConfigError
 from lrnets.evaluation import draw_weights, fixed_weights
 from lrnets.initialization import init_from_full_precision
+from lrnets.layers import DiscreteLinear
 from lrnets.models import Network
 from lrnets.module import LRNetModule
 from lrnets.quantized_layers import QuantizedConv2d, QuantizedLinear, quantized_layers
 from lrnets.quantizers import Binary, ScaledBinary, ScaledTernary, Ternary
 from lrnets.reference import obtain_reference
 from lrnets.run import build_network, train
-from lrnets.sampled_layers import GumbelSoftmaxSample, SampledLinear, StraightThroughSample
+from lrnets.sampled_layers import GumbelSoftmaxSample, StraightThroughSample
 from tests.conftest import REPO, compose_config
 from tests.test_real_data import DATA, needs_mnist
 
@@ -102,7 +103,7 @@ def test_straight_through_sample_is_a_binary_sample_with_identity_gradient():
     dist = HardSigmoidBinaryWeights((40000,))
     with torch.no_grad():
         dist.latent.fill_(0.5)
-    sample = StraightThroughSample()(dist)
+    sample = StraightThroughSample().sample(dist)
     assert set(sample.unique().tolist()) == {-1.0, 1.0}
     assert abs((sample == 1).float().mean().item() - 0.75) < 4 * math.sqrt(0.75 * 0.25 / 40000)
     upstream = torch.randn(40000)
@@ -120,7 +121,7 @@ def test_gumbel_softmax_sample_at_low_temperature_samples_the_distribution():
     with torch.no_grad():
         dist.a.fill_(0.0)                      # P(w = 0) = 0.5
         dist.b.fill_(math.log(0.3 / 0.2))      # P(w = 1 | w != 0) = 0.6
-    weight = GumbelSoftmaxSample(temperature=1e-3)(dist)
+    weight = GumbelSoftmaxSample(temperature=1e-3).sample(dist)
     assert (weight - weight.round()).abs().gt(1e-4).float().mean() < 0.01
     for value, p in [(-1.0, 0.2), (0.0, 0.5), (1.0, 0.3)]:
         freq = (weight.round() == value).float().mean().item()
@@ -131,7 +132,7 @@ def test_gumbel_softmax_gradient_reaches_both_logits():
     torch.manual_seed(0)
     dist = TernaryWeights((100,))
     dist.init_from_weights(torch.randn(100), 0.05, 0.95)
-    GumbelSoftmaxSample(temperature=0.1)(dist).sum().backward()
+    GumbelSoftmaxSample(temperature=0.1).sample(dist).sum().backward()
     for logit in (dist.a, dist.b):
         assert torch.isfinite(logit.grad).all() and logit.grad.abs().sum() > 0
 
@@ -170,7 +171,7 @@ def test_quantized_layers_apply_the_quantizer_and_clip_their_latent_weight():
 
 def test_sampled_layer_with_fixed_weights_is_an_ordinary_layer():
     torch.manual_seed(0)
-    layer = SampledLinear(8, 3, distribution=TernaryWeights, sampler=GumbelSoftmaxSample())
+    layer = DiscreteLinear(8, 3, distribution=TernaryWeights, method=GumbelSoftmaxSample())
     layer.distribution.random_init(0.05, 0.95)
     x = torch.randn(5, 8)
     weights = draw_weights(layer, sample_seed=3)

@@ -9,7 +9,7 @@ import torch
 from lrnets.data import build_datamodule
 from lrnets.distributions import TernaryWeights
 from lrnets.errors import ConfigError
-from lrnets.layers import LRConv2d
+from lrnets.layers import DiscreteConv2d, LocalReparameterization
 from lrnets.run import train
 
 
@@ -47,7 +47,8 @@ def test_the_papers_form_without_eps_has_finite_gradients_on_blank_patches():
     """eps = 0 (sqrt(v^2), the paper's eq. 4): where an input patch is all zero v = 0, and the
     gradient there is 0, not noise / 0 times h^2 = 0 (NaN)."""
     torch.manual_seed(0)
-    layer = LRConv2d(2, 4, 3, padding=1, distribution=TernaryWeights, eps=0.0)
+    layer = DiscreteConv2d(2, 4, 3, padding=1, distribution=TernaryWeights,
+                           method=LocalReparameterization(eps=0.0))
     x = torch.rand(2, 2, 8, 8)
     x[:, :, :4] = 0  # the top half of every image is blank
     layer(x).square().sum().backward()

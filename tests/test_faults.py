@@ -73,6 +73,8 @@ def test_resume_with_other_settings_is_refused_naming_them(smoke_config):
     changed = r"mode\.name='ternary' there, 'binary' now.*train\.lr=0\.01 there, 0\.5 now"
     with pytest.raises(ConfigError, match=changed):
         train(smoke_config(*DETERMINISTIC, "train.lr=0.5", "mode=binary", "ckpt_path=last"))
+    with pytest.raises(ConfigError, match=r"trainer\.limit_train_batches=3 there, 2 now"):
+        train(smoke_config(*DETERMINISTIC, "trainer.limit_train_batches=2", "ckpt_path=last"))
 
 
 def test_how_the_maps_are_computed_is_not_a_setting_of_the_experiment(tmp_path):
@@ -83,11 +85,14 @@ def test_how_the_maps_are_computed_is_not_a_setting_of_the_experiment(tmp_path):
 
 
 def test_checkpoints_that_recorded_a_setting_no_longer_compared_still_resume(smoke_config):
-    """Checkpoints written before ``mode.layers.fused`` left the compared settings hold it."""
+    """Checkpoints written before ``mode.layers.fused`` left the compared settings hold it, and
+    checkpoints written before the trainer's limits joined them do not hold those."""
     train(smoke_config(*DETERMINISTIC, run="run"))
     last = Path(smoke_config(*DETERMINISTIC, run="run").paths.output_dir) / "checkpoints" / "last.ckpt"
     checkpoint = torch.load(last, weights_only=False)
     checkpoint["lrnets_config"]["mode.layers.fused"] = True
+    for key in ("trainer.limit_train_batches", "trainer.max_steps"):
+        del checkpoint["lrnets_config"][key]
     torch.save(checkpoint, last)
     assert train(smoke_config(*DETERMINISTIC, "ckpt_path=last", run="run"))["status"] == "completed"
 

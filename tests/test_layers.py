@@ -6,15 +6,15 @@ from torch import nn
 
 from lrnets.distributions import BinaryWeights, TernaryWeights
 from lrnets.evaluation import draw_weights, fixed_weights
-from lrnets.layers import GaussianSample, LRConv2d, LRLinear
+from lrnets.layers import DiscreteConv2d, DiscreteLinear, GaussianSample
 
 DRAWS = 3000
 
 
 def _layer(kind, distribution):
     torch.manual_seed(0)
-    layer = (LRConv2d(3, 4, 3, padding=1, distribution=distribution) if kind == "conv"
-             else LRLinear(20, 5, distribution=distribution))
+    layer = (DiscreteConv2d(3, 4, 3, padding=1, distribution=distribution) if kind == "conv"
+             else DiscreteLinear(20, 5, distribution=distribution))
     with torch.no_grad():
         for logit in layer.distribution.logits():
             logit.normal_(0, 1.5)
@@ -45,8 +45,8 @@ def test_training_forward_is_the_gaussian_sample(kind):
     mean, var = layer.preactivation_moments(x)
     torch.manual_seed(1)
     outs = torch.stack([layer(x) for _ in range(2000)]).detach()
-    assert ((outs.mean(0) - mean) / (var + layer.eps).sqrt()).abs().max() < 0.15
-    assert torch.allclose(outs.var(0), var + layer.eps, rtol=0.2, atol=1e-3)
+    assert ((outs.mean(0) - mean) / (var + layer.method.eps).sqrt()).abs().max() < 0.15
+    assert torch.allclose(outs.var(0), var + layer.method.eps, rtol=0.2, atol=1e-3)
 
 
 def test_gradients_reach_the_logits():
@@ -67,7 +67,7 @@ def test_fixed_weights_make_an_ordinary_layer():
 
 def test_bias_is_refused():
     with pytest.raises(ValueError, match="bias"):
-        LRLinear(3, 2, bias=True)
+        DiscreteLinear(3, 2, bias=True)
 
 
 @pytest.mark.parametrize("distribution", [BinaryWeights, TernaryWeights])
@@ -75,23 +75,23 @@ def test_bias_is_refused():
 def test_fused_and_unfused_moments_and_gradients_agree(kind, distribution):
     torch.manual_seed(0)
     if kind == "linear":
-        make, x = (lambda fused: LRLinear(20, 5, distribution=distribution, fused=fused)), torch.rand(4, 20)
+        make, x = (lambda: DiscreteLinear(20, 5, distribution=distribution)), torch.rand(4, 20)
     else:
         groups = 2 if kind == "grouped_conv" else 1
-        make = lambda fused: LRConv2d(4, 6, 3, stride=2, padding=1, groups=groups,  # noqa: E731
-                                      distribution=distribution, fused=fused)
+        make = lambda: DiscreteConv2d(4, 6, 3, stride=2, padding=1, groups=groups,  # noqa: E731
+                                      distribution=distribution)
         x = torch.rand(3, 4, 7, 7)
     x.requires_grad_()
-    fused, plain = make(True), make(False)
+    fused, plain = make(), make()
     plain.load_state_dict(fused.state_dict())
     with torch.no_grad():
         for logit in fused.distribution.logits():
             logit.normal_()
     plain.load_state_dict(fused.state_dict())
     moments, grads = [], []
-    for layer in (fused, plain):
+    for layer, is_fused in ((fused, True), (plain, False)):
         x.grad = None
-        mean, var = layer.preactivation_moments(x)
+        mean, var = layer.preactivation_moments(x, fused=is_fused)
         (mean.sin().sum() + var.cos().sum()).backward()
         moments.append((mean.detach(), var.detach()))
         grads.append([x.grad, *(p.grad for p in layer.parameters())])

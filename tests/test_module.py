@@ -6,14 +6,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrnets.distributions import BinaryWeights, TernaryWeights
-from lrnets.layers import LRLinear
+from lrnets.layers import DiscreteLinear
 from lrnets.module import LRNetModule
 
 
 class _Net(nn.Module):
     def __init__(self, distribution=TernaryWeights):
         super().__init__()
-        self.body = LRLinear(6, 4, distribution=distribution)
+        self.body = DiscreteLinear(6, 4, distribution=distribution)
         self.head = nn.Linear(4, 3, bias=False)
 
     def forward(self, x):

@@ -17,11 +17,12 @@ from lrnets.errors import ConfigError
 from lrnets.evaluation import (batch_norms, discrete_layers, draw_weights, fixed_weights,
                                recalibrate_batch_norm)
 from lrnets.initialization import init_from_full_precision, random_init
+from lrnets.layers import DiscreteConv2d, DiscreteLinear
 from lrnets.moments import (Gaussian, batch_moments, max_moments, max_pool2x2_moments,
                             relaxed_sign_sample, sign_moments)
 from lrnets.module import LRNetModule
 from lrnets.run import build_network, train
-from lrnets.sign_layers import (MomentBatchNorm1d, MomentConv2d, MomentLinear, Sign,
+from lrnets.sign_layers import (MomentBatchNorm1d, MomentPropagation, Sign,
                                 ThresholdSign, fold_thresholds)
 from lrnets.sign_models import SignNetwork
 from tests.conftest import compose_config
@@ -90,7 +91,8 @@ def test_max_pool_of_gaussians_is_max_pooling_for_certain_inputs_and_pairwise_ot
 
 def _categorical_layer(cls, *args):
     torch.manual_seed(0)
-    layer = cls(*args, distribution=lambda shape: CategoricalWeights(shape, QUINARY))
+    layer = cls(*args, distribution=lambda shape: CategoricalWeights(shape, QUINARY),
+                method=MomentPropagation())
     with torch.no_grad():
         layer.distribution.theta.normal_(0, 1.5)
     return layer.train()
@@ -98,7 +100,7 @@ def _categorical_layer(cls, *args):
 
 def test_preactivation_of_random_input_and_categorical_weights_matches_monte_carlo():
     """z = sum_i w_i x_i with independent categorical w and Gaussian x."""
-    layer = _categorical_layer(MomentLinear, 30, 4)
+    layer = _categorical_layer(DiscreteLinear, 30, 4)
     x = _gaussians(30)
     predicted = layer(Gaussian(x.mean.unsqueeze(0), x.var.unsqueeze(0)))
     count = 20000
@@ -112,8 +114,9 @@ def test_preactivation_of_random_input_and_categorical_weights_matches_monte_car
 
 
 def test_convolution_moments_equal_those_of_the_linear_map_on_patches():
-    conv = _categorical_layer(MomentConv2d, 2, 3, 3, 1, 1)
-    linear = MomentLinear(18, 3, distribution=lambda shape: CategoricalWeights(shape, QUINARY))
+    conv = _categorical_layer(DiscreteConv2d, 2, 3, 3, 1, 1)
+    linear = DiscreteLinear(18, 3, distribution=lambda shape: CategoricalWeights(shape, QUINARY),
+                            method=MomentPropagation())
     with torch.no_grad():
         linear.distribution.theta.copy_(conv.distribution.theta.reshape(5, 3, 18))
     torch.manual_seed(1)

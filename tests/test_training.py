@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lrnets.reference import reference_config
 from lrnets.run import train
 
 ARCH_DATA = {
@@ -59,6 +60,20 @@ def test_pretrained_reference_is_trained_once_and_reused(smoke_config, capsys):
     assert "Reusing the full-precision reference" in out
     other_seed = train(smoke_config("mode=binary", "seed=1", run="seed1"))
     assert other_seed["init_checkpoint"] != str(reference)
+
+
+def test_the_reference_folder_is_named_by_the_settings_that_decide_it(smoke_config):
+    """One definition (``lrnets.decisive``) for resume and reference reuse: what a resume may
+    change and what only discrete runs read name the same reference; the rest does not."""
+    def folder(*overrides: str) -> str:
+        return Path(reference_config(smoke_config(*overrides)).paths.output_dir).name
+
+    same = folder("mode=ternary")
+    assert folder("mode=binary", "dataset.download=false", "eval.num_samples=3", "init.p_min=0.1",
+                  "trainer.precision=bf16-mixed", "mode.layers.fused=true") == same
+    for change in ["train.lr_gamma=0.5", "trainer.limit_train_batches=2", "init.reference.epochs=2",
+                   "seed=1", "train.bn_eps=0.01", "train.dropout=0.1"]:
+        assert folder("mode=ternary", change) != same, change
 
 
 def test_given_checkpoint_initialises_the_discrete_net(smoke_config):

@@ -13,7 +13,7 @@ from torchvision.utils import make_grid
 from lrnets.distributed import rank_shard
 from lrnets.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights, fixed_weights,
                                recalibrate_batch_norm, select_discrete_network)
-from lrnets.layers import LRConv2d
+from lrnets.layers import DiscreteConv2d
 
 
 class EpochTimer(pl.Callback):
@@ -63,10 +63,10 @@ def first_layer_kernels(model: nn.Module, count: int = 25) -> torch.Tensor | Non
     """The first ``count`` kernels (first input channel) of the first convolution as a grid in
     [0, 1]: most probable weights of a discrete layer (Fig. 3), scaled real weights otherwise;
     None for a network without convolutions."""
-    first = next((m for m in model.modules() if isinstance(m, (LRConv2d, nn.Conv2d))), None)
+    first = next((m for m in model.modules() if isinstance(m, (DiscreteConv2d, nn.Conv2d))), None)
     if first is None:
         return None
-    weight = first.distribution.mode() if isinstance(first, LRConv2d) else first.weight
+    weight = first.distribution.mode() if isinstance(first, DiscreteConv2d) else first.weight
     kernels = weight.detach()[:count, :1].float()
     kernels = kernels / kernels.abs().amax().clamp_min(1e-12)
     return make_grid(0.5 + 0.5 * kernels, nrow=5, padding=1, pad_value=0.5)

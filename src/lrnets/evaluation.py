@@ -19,13 +19,13 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from lrnets.layers import LRLayer
+from lrnets.layers import DiscreteLayer
 
 Reduce = Callable[[Tensor], Tensor]
 
 
-def discrete_layers(model: nn.Module) -> dict[str, LRLayer]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, LRLayer)}
+def discrete_layers(model: nn.Module) -> dict[str, DiscreteLayer]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, DiscreteLayer)}
 
 
 def draw_weights(model: nn.Module, sample_seed: int | None) -> dict[str, Tensor]:

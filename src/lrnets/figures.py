@@ -32,7 +32,7 @@ from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError
 from lrnets.evaluation import discrete_layers, draw_weights, fixed_weights
 from lrnets.initialization import init_from_full_precision, load_network_state
-from lrnets.layers import LRConv2d, LRLayer
+from lrnets.layers import DiscreteConv2d, DiscreteLayer
 from lrnets.models import Network
 from lrnets.reproduce import run_folder
 from lrnets.run_folder import CONFIG, NETWORK, TENSORBOARD, read_results
@@ -99,10 +99,10 @@ def layer_inputs(model: Network, names: list[str], x: Tensor) -> dict[str, Tenso
     return captured
 
 
-def receptive_fields(layer: LRLayer, h: Tensor) -> Tensor:
+def receptive_fields(layer: DiscreteLayer, h: Tensor) -> Tensor:
     """The inputs of every neuron of ``layer``: shape (batch, fan_in, positions), fan_in ordered
     as the flattened weight of one output channel."""
-    if isinstance(layer, LRConv2d):
+    if isinstance(layer, DiscreteConv2d):
         return F.unfold(h, layer.kernel_size, dilation=layer.dilation, padding=layer.padding,
                         stride=layer.stride)
     return h.unsqueeze(-1)
@@ -115,7 +115,7 @@ class Neuron:
     position: int
 
 
-def choose_neuron(layer: LRLayer, fields: Tensor, generator: torch.Generator) -> Neuron:
+def choose_neuron(layer: DiscreteLayer, fields: Tensor, generator: torch.Generator) -> Neuron:
     """A random output channel at a random (image, position) whose inputs are at least half
     non-zero (a neuron over blank background or dead units has a constant pre-activation and
     says nothing about the approximation); the fullest receptive field if there is none."""
@@ -163,7 +163,7 @@ class Preactivation:
 
 
 @torch.no_grad()
-def preactivation(name: str, layer: LRLayer, fields: Tensor, neuron: Neuron, draws: int,
+def preactivation(name: str, layer: DiscreteLayer, fields: Tensor, neuron: Neuron, draws: int,
                   generator: torch.Generator) -> Preactivation:
     """``draws`` pre-activations of ``neuron`` with the weights of its output channel sampled
     from their distributions, and the Gaussian of eq. 4 for the same inputs."""
@@ -177,7 +177,7 @@ def preactivation(name: str, layer: LRLayer, fields: Tensor, neuron: Neuron, dra
                                      generator=generator)]
         for start in range(0, draws, chunk)])
     mean_w, var_w = (t[neuron.channel].flatten().double() for t in dist.moments())
-    variance = float(h.square() @ var_w) + layer.eps
+    variance = float(h.square() @ var_w) + layer.method.eps
     return Preactivation(name, neuron, len(h), int((h != 0).sum()), samples,
                          float(h @ mean_w), math.sqrt(variance))
 
@@ -292,14 +292,14 @@ def plot_entropy(curves: dict[str, dict[str, list[float]]]) -> Figure:
 
 
 def last_convolution(model: Network) -> str:
-    convs = [name for name, layer in discrete_layers(model).items() if isinstance(layer, LRConv2d)]
+    convs = [name for name, layer in discrete_layers(model).items() if isinstance(layer, DiscreteConv2d)]
     if not convs:
         raise ConfigError("the network has no discrete convolution: Figure 6 shows the last one.")
     return convs[-1]
 
 
 @torch.no_grad()
-def p_zero(layer: LRLayer) -> Tensor:
+def p_zero(layer: DiscreteLayer) -> Tensor:
     """P(w = 0) of every weight of a layer whose weight set holds 0 (ternary)."""
     dist = layer.distribution
     zero = (dist.values == 0).nonzero()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from lrnets.errors import ConfigError, reason
-from lrnets.layers import LRLayer
+from lrnets.layers import DiscreteLayer
 from lrnets.quantized_layers import QuantizedLayer
 from lrnets.run_folder import NETWORK
 
@@ -64,9 +64,9 @@ def _target_layers(model: nn.Module) -> dict[str, nn.Module]:
     layers = {
         f"body.{name}": module
         for name, module in body.named_modules()
-        if isinstance(module, (LRLayer, nn.Conv2d, nn.Linear))
+        if isinstance(module, (DiscreteLayer, nn.Conv2d, nn.Linear))
     }
-    if isinstance(getattr(model, "head", None), LRLayer):
+    if isinstance(getattr(model, "head", None), DiscreteLayer):
         layers["head"] = model.head
     return layers
 
@@ -82,7 +82,7 @@ def init_from_full_precision(model: nn.Module, state: dict[str, Tensor], p_min: 
     problems = []
     for name, layer in layers.items():
         weight = state.get(f"{name}.weight")
-        expected = layer.distribution.shape if isinstance(layer, LRLayer) else tuple(layer.weight.shape)
+        expected = layer.distribution.shape if isinstance(layer, DiscreteLayer) else tuple(layer.weight.shape)
         if weight is None:
             problems.append(f"{name} (missing)")
         elif tuple(weight.shape) != expected:
@@ -95,7 +95,7 @@ def init_from_full_precision(model: nn.Module, state: dict[str, Tensor], p_min: 
         )
     for name, layer in layers.items():
         weight = state[f"{name}.weight"].float()
-        if isinstance(layer, LRLayer):
+        if isinstance(layer, DiscreteLayer):
             layer.distribution.init_from_weights(weight / weight.std(), p_min, p_max)
         elif isinstance(layer, QuantizedLayer):
             layer.init_from_weights(weight / weight.std())
@@ -106,7 +106,7 @@ def init_from_full_precision(model: nn.Module, state: dict[str, Tensor], p_min: 
 def random_init(model: nn.Module, p_min: float, p_max: float) -> None:
     """Initialise every discrete layer as if from a random unit-variance Gaussian weight."""
     for module in model.modules():
-        if isinstance(module, LRLayer):
+        if isinstance(module, DiscreteLayer):
             module.distribution.random_init(p_min, p_max)
         elif isinstance(module, QuantizedLayer):
             module.init_from_weights(torch.randn_like(module.weight))

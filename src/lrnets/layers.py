@@ -1,21 +1,30 @@
-"""Discrete-weight layers trained with the local reparameterization trick (Algorithm 1).
+"""Layers with discrete random weights, and the local reparameterization trick (Algorithm 1).
 
-``LRConv2d`` and ``LRLinear`` take the constructor arguments of ``nn.Conv2d`` / ``nn.Linear``
-(without bias: batch norm follows every discrete layer) plus the weight distribution class.
-In training they return a sample of the Gaussian approximation of the pre-activation,
+``DiscreteConv2d`` and ``DiscreteLinear`` take the constructor arguments of ``nn.Conv2d`` /
+``nn.Linear`` (without bias: batch norm follows every discrete layer) plus the weight
+distribution class and the training method: how the training forward pass uses the
+distribution. When discrete weights are fixed (a sample or the most probable weights, sec. 4.4)
+the layer is an ordinary convolution whatever the method. The methods:
 
-    z = m + sqrt(v^2 + eps) * N(0, 1),  m = op(h, E[w]),  v^2 = op(h^2, Var[w])   (eq. 4),
+- ``LocalReparameterization`` (LR-nets): a sample of the Gaussian approximation of the
+  pre-activation,
 
-whose gradient w.r.t. the distribution parameters is eq. 5 (autograd computes it). ``eps``
-is the reference code's 1e-3 inside the square root (the paper has none). When discrete
-weights are fixed (a sample or the mode, sec. 4.4) the layer is an ordinary convolution.
-The two maps have a hand-written backward pass (``MomentMaps``) that keeps h, not h^2, for it.
-With ``fused=True`` they run as one grouped convolution (one batched matrix product for linear
-layers) instead of two calls, differentiated by autograd; the result is the same. The standard
-deviation is computed in float32 so that mixed precision (bf16) cannot make it NaN.
+      z = m + sqrt(v^2 + eps) * N(0, 1),  m = op(h, E[w]),  v^2 = op(h^2, Var[w])   (eq. 4),
 
-The layer-family classes at the bottom (``FullPrecisionLayers``, ``LRLayers``) build the
-layers an architecture asks for; a mode config instantiates one of them.
+  whose gradient w.r.t. the distribution parameters is eq. 5 (autograd computes it). ``eps``
+  is the reference code's 1e-3 inside the square root (the paper has none). The two maps have a
+  hand-written backward pass (``MomentMaps``) that keeps h, not h^2, for it. With
+  ``fused=True`` they run as one grouped convolution (one batched matrix product for linear
+  layers) instead of two calls, differentiated by autograd; the result is the same. The
+  standard deviation is computed in float32 so that mixed precision (bf16) cannot make it NaN.
+- a weight sample per batch (``lrnets.sampled_layers``: Gumbel-softmax, stochastic
+  BinaryConnect), the baselines the paper sets the trick against;
+- moment propagation through sign activations (``lrnets.sign_layers.MomentPropagation``, Roth
+  et al. 2019).
+
+A training method is a module called as ``method(layer, x)``; a new one is a class and a mode
+config. The layer families at the bottom (``FullPrecisionLayers``, ``DiscreteLayers`` and the
+mode configs' ``LRLayers``) build the layers an architecture asks for.
 """
 from __future__ import annotations
 
@@ -65,7 +74,7 @@ class MomentMaps(torch.autograd.Function):
     come (the distribution keeps them for its own backward pass) and cast again there."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, mean_w: Tensor, var_w: Tensor, layer: LRLayer) -> tuple[Tensor, Tensor]:
+    def forward(ctx, x: Tensor, mean_w: Tensor, var_w: Tensor, layer: DiscreteLayer) -> tuple[Tensor, Tensor]:
         device = x.device.type
         ctx.dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         ctx.layer = layer
@@ -83,17 +92,39 @@ class MomentMaps(torch.autograd.Function):
         return g_x, g_mean_w, g_var_w, None
 
 
-class LRLayer(nn.Module, metaclass=ABCMeta):
-    """Shared behaviour of discrete layers: LRT forward, fixed-weight forward."""
+class TrainingMethod(nn.Module, metaclass=ABCMeta):
+    """How a discrete layer's training forward pass uses its weight distribution."""
+
+    @abstractmethod
+    def forward(self, layer: DiscreteLayer, x: Tensor) -> Tensor:
+        """The layer's output for input ``x`` while no discrete weights are fixed."""
+
+
+class LocalReparameterization(TrainingMethod):
+    """The LR-nets' forward pass: a sample of the Gaussian pre-activation (eq. 4)."""
+
+    def __init__(self, eps: float = 1e-3, fused: bool = False):
+        super().__init__()
+        self.eps, self.fused = eps, fused
+
+    def forward(self, layer: DiscreteLayer, x: Tensor) -> Tensor:
+        mean, var = layer.preactivation_moments(x, self.fused)
+        return GaussianSample.apply(mean, var, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}, fused={self.fused}"
+
+
+class DiscreteLayer(nn.Module, metaclass=ABCMeta):
+    """A weight distribution, a linear map and the training method that connects them."""
 
     distribution: WeightDistribution
 
-    def __init__(self, weight_shape: tuple[int, ...], distribution: DistributionFactory, eps: float,
-                 fused: bool):
+    def __init__(self, weight_shape: tuple[int, ...], distribution: DistributionFactory,
+                 method: TrainingMethod | None):
         super().__init__()
         self.distribution = distribution(tuple(weight_shape))
-        self.eps = eps
-        self.fused = fused
+        self.method = LocalReparameterization() if method is None else method
         self.fixed_weight: Tensor | None = None
 
     @abstractmethod
@@ -112,21 +143,24 @@ class LRLayer(nn.Module, metaclass=ABCMeta):
     def forward(self, x: Tensor) -> Tensor:
         if self.fixed_weight is not None:
             return self.linear_op(x, self.fixed_weight.to(x.dtype))
-        mean, var = self.preactivation_moments(x)
-        return GaussianSample.apply(mean, var, self.eps)
+        return self.method(self, x)
 
-    def preactivation_moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def preactivation_moments(self, x: Tensor, fused: bool = False) -> tuple[Tensor, Tensor]:
         """Mean m and variance v^2 of the pre-activation for a deterministic input (eq. 4)."""
-        return self.moment_maps(x, *self.distribution.moments())
+        return self.moment_maps(x, *self.distribution.moments(), fused)
 
-    def moment_maps(self, x: Tensor, mean_w: Tensor, var_w: Tensor) -> tuple[Tensor, Tensor]:
+    def moment_maps(self, x: Tensor, mean_w: Tensor, var_w: Tensor,
+                    fused: bool = False) -> tuple[Tensor, Tensor]:
         """``(op(x, mean_w), op(x^2, var_w))`` for given weight moments (one call when fused)."""
-        if self.fused:
+        if fused:
             return self.fused_moments(x, mean_w.to(x.dtype), var_w.to(x.dtype))
         return MomentMaps.apply(x, mean_w, var_w, self)
 
+    def extra_repr(self) -> str:
+        return f"distribution={type(self.distribution).__name__}"
 
-class LRConv2d(LRLayer):
+
+class DiscreteConv2d(DiscreteLayer):
     """2-D convolution with discrete random weights; arguments as ``nn.Conv2d``."""
 
     def __init__(
@@ -142,14 +176,13 @@ class LRConv2d(LRLayer):
         padding_mode: str = "zeros",
         *,
         distribution: DistributionFactory = TernaryWeights,
-        eps: float = 1e-3,
-        fused: bool = False,
+        method: TrainingMethod | None = None,
     ):
         _check_no_bias(bias)
         if padding_mode != "zeros":
-            raise ValueError(f"LRConv2d supports padding_mode='zeros' only, got {padding_mode!r}.")
+            raise ValueError(f"DiscreteConv2d supports padding_mode='zeros' only, got {padding_mode!r}.")
         kh, kw = nn.modules.utils._pair(kernel_size)
-        super().__init__((out_channels, in_channels // groups, kh, kw), distribution, eps, fused)
+        super().__init__((out_channels, in_channels // groups, kh, kw), distribution, method)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = (kh, kw)
         pair = nn.modules.utils._pair
@@ -175,12 +208,11 @@ class LRConv2d(LRLayer):
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, "
-            f"distribution={type(self.distribution).__name__}"
+            f"stride={self.stride}, padding={self.padding}, {super().extra_repr()}"
         )
 
 
-class LRLinear(LRLayer):
+class DiscreteLinear(DiscreteLayer):
     """Fully connected layer with discrete random weights; arguments as ``nn.Linear``."""
 
     def __init__(
@@ -190,11 +222,10 @@ class LRLinear(LRLayer):
         bias: bool = False,
         *,
         distribution: DistributionFactory = TernaryWeights,
-        eps: float = 1e-3,
-        fused: bool = False,
+        method: TrainingMethod | None = None,
     ):
         _check_no_bias(bias)
-        super().__init__((out_features, in_features), distribution, eps, fused)
+        super().__init__((out_features, in_features), distribution, method)
         self.in_features, self.out_features = in_features, out_features
 
     def linear_op(self, x: Tensor, weight: Tensor) -> Tensor:
@@ -211,16 +242,13 @@ class LRLinear(LRLayer):
         return out[0], out[1]
 
     def extra_repr(self) -> str:
-        return (
-            f"{self.in_features}, {self.out_features}, "
-            f"distribution={type(self.distribution).__name__}"
-        )
+        return f"{self.in_features}, {self.out_features}, {super().extra_repr()}"
 
 
 def _check_no_bias(bias: bool) -> None:
     if bias:
         raise ValueError(
-            "Discrete LR layers have no bias (batch norm follows every discrete layer); "
+            "Discrete layers have no bias (batch norm follows every discrete layer); "
             "got bias=True."
         )
 
@@ -238,17 +266,28 @@ class FullPrecisionLayers:
         return nn.Linear(in_features, out_features, bias=False)
 
 
-class LRLayers:
-    """Builds LR-net layers whose weights follow ``distribution`` (binary, ternary, ...)."""
+class DiscreteLayers:
+    """Builds discrete layers whose weights follow ``distribution`` (binary, ternary, ...) and
+    train by ``method`` (one method object shared by all layers, so one temperature schedule)."""
 
     discrete = True
 
-    def __init__(self, distribution: DistributionFactory, eps: float = 1e-3, fused: bool = False):
-        self.options = {"distribution": distribution, "eps": eps, "fused": fused}
+    def __init__(self, distribution: DistributionFactory, method: TrainingMethod):
+        self.distribution, self.method = distribution, method
 
     def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
              padding: int = 0) -> nn.Module:
-        return LRConv2d(in_channels, out_channels, kernel_size, stride, padding, **self.options)
+        return DiscreteConv2d(in_channels, out_channels, kernel_size, stride, padding,
+                              distribution=self.distribution, method=self.method)
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
-        return LRLinear(in_features, out_features, **self.options)
+        return DiscreteLinear(in_features, out_features, distribution=self.distribution,
+                              method=self.method)
+
+
+class LRLayers(DiscreteLayers):
+    """LR-net layers (``mode=binary``, ``mode=ternary``): the local reparameterization trick
+    with its options ``mode.layers.eps`` and ``mode.layers.fused``."""
+
+    def __init__(self, distribution: DistributionFactory, eps: float = 1e-3, fused: bool = False):
+        super().__init__(distribution, LocalReparameterization(eps, fused))

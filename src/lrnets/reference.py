@@ -16,28 +16,19 @@ from typing import Callable
 from omegaconf import DictConfig, OmegaConf
 
 from lrnets.config import compose_config
+from lrnets.decisive import decisive_config
 from lrnets.errors import RunStopped
 from lrnets.run_folder import LAST, NETWORK
 
 
-def reference_key(cfg: DictConfig) -> str:
-    """Folder name: what decides the reference network's weights, readable plus a short hash."""
-    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
-    dataset.pop("root", None)
-    dataset.pop("num_workers", None)
-    dataset.pop("on_device", None)
-    decisive = {
-        "dataset": dataset,
-        "arch": cfg.arch.name,
-        "seed": cfg.seed,
-        "schedule": OmegaConf.to_container(cfg.init.reference, resolve=True),
-        "batch_size": cfg.train.batch_size,
-        "dropout": cfg.train.dropout,
-        "batch_norm": [cfg.train.bn_momentum, cfg.train.bn_eps],
-        "limits": {k: cfg.trainer.get(k) for k in ("limit_train_batches", "max_steps")},
-    }
+def reference_key(ref_cfg: DictConfig) -> str:
+    """Folder name of the reference run ``ref_cfg``: readable, plus a short hash of the settings
+    that decide its weights (``lrnets.decisive``, as resume compares them; ``init.*`` aside,
+    which only discrete runs read)."""
+    decisive = {key: value for key, value in decisive_config(ref_cfg).items()
+                if not key.startswith("init.")}
     digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{cfg.dataset.name}_{cfg.arch.name}_seed{cfg.seed}_{digest}"
+    return f"{ref_cfg.dataset.name}_{ref_cfg.arch.name}_seed{ref_cfg.seed}_{digest}"
 
 
 def reference_config(cfg: DictConfig) -> DictConfig:
@@ -49,7 +40,6 @@ def reference_config(cfg: DictConfig) -> DictConfig:
         "train": {"epochs": schedule.epochs, "lr": schedule.lr,
                   "lr_milestones": list(schedule.lr_milestones),
                   "weight_decay": schedule.weight_decay},
-        "paths": {"output_dir": str(Path(cfg.paths.reference_dir) / reference_key(cfg))},
         "ckpt_path": None,
     })
     plain = compose_config(["mode=full_precision", "activation=relu"])
@@ -57,6 +47,7 @@ def reference_config(cfg: DictConfig) -> DictConfig:
     if ref.get("weights") is not None:
         ref.weights = None
     ref.activation = plain.activation  # sign nets start from ReLU
+    ref.paths.output_dir = str(Path(cfg.paths.reference_dir) / reference_key(ref))
     return ref
 
 

@@ -3,8 +3,9 @@
 Lightning's ModelCheckpoint writes ``checkpoints/last.ckpt`` at the end of every epoch, so a run
 killed in the middle of an epoch loses that epoch at most. Every checkpoint also records the
 settings that decide the results (``RecordConfig``); a resume that changes one of them is
-refused, naming it, because it would be another experiment. With the per-epoch seeds of
-``lrnets.seeding`` the resumed run then ends with the results of an uninterrupted one.
+refused, naming it, because it would be another experiment (``lrnets.decisive`` says which
+settings decide). With the per-epoch seeds of ``lrnets.seeding`` the resumed run then ends
+with the results of an uninterrupted one.
 
 The checkpoint of the epoch before is kept as ``checkpoints/previous.ckpt``: when ``last.ckpt``
 cannot be read (a disk error, a copy cut short), ``ckpt_path=last`` continues from it with a
@@ -25,45 +26,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from lrnets.decisive import decides, decisive_config
 from lrnets.errors import ConfigError, reason
 from lrnets.run_folder import DAMAGED, LAST, PREVIOUS
 
 CONFIG_KEY = "lrnets_config"
-# Not compared: where outputs and data are, how the run is executed (including the LR layers'
-# fused form, which computes the same maps), what it does after training, and train.epochs (a
-# finished run may be continued for more epochs).
-_NOT_COMPARED = {"ckpt_path", "paths", "trainer", "eval", "task_name", "verbose",
-                 "dataset.root", "dataset.num_workers", "dataset.download", "dataset.on_device",
-                 "mode.layers.fused", "train.epochs"}
-
-
-def _not_compared(key: str) -> bool:
-    """Whether the setting ``key`` (``a.b.c``) lies in one of ``_NOT_COMPARED``."""
-    return any(key == part or key.startswith(part + ".") for part in _NOT_COMPARED)
-
-
-def decisive_config(cfg: DictConfig) -> dict[str, object]:
-    """The settings that decide a run's results, flattened to ``{"train.lr": 0.01, ...}``."""
-    flat: dict[str, object] = {}
-
-    def visit(prefix: str, value: object) -> None:
-        if _not_compared(prefix):
-            return
-        if isinstance(value, dict):
-            for key, item in value.items():
-                visit(f"{prefix}.{key}" if prefix else str(key), item)
-        else:
-            flat[prefix] = value
-
-    visit("", _plain(cfg))
-    return flat
-
-
-def _plain(cfg: DictConfig) -> dict:
-    """``cfg`` as plain Python values, without the groups that are not compared (whose
-    interpolations, such as ``${hydra:...}``, need not resolve here)."""
-    return {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key])
-            else cfg[key] for key in cfg if key not in _NOT_COMPARED}
+# Decisive, but a finished run may be continued for more epochs.
+MAY_CHANGE = {"train.epochs"}
 
 
 class RecordConfig(pl.Callback):
@@ -154,8 +123,16 @@ def resume_checkpoint(cfg: DictConfig, out: Path) -> Path | None:
 def _check_same_experiment(saved: dict | None, current: dict, option: str, path: Path) -> None:
     if saved is None:  # a checkpoint written by another program
         return
-    # Settings a checkpoint of an earlier version recorded but that are no longer compared.
-    saved = {key: value for key, value in saved.items() if not _not_compared(key)}
+    # Left out: what may change, what a checkpoint of an earlier version recorded but no longer
+    # decides, and the trainer's settings when it is older than their record.
+    trainer_recorded = any(key.startswith("trainer.") for key in saved)
+
+    def compared(key: str) -> bool:
+        return decides(key) and key not in MAY_CHANGE and (trainer_recorded
+                                                           or not key.startswith("trainer."))
+
+    saved = {key: value for key, value in saved.items() if compared(key)}
+    current = {key: value for key, value in current.items() if compared(key)}
     differences = [f"{key}={saved.get(key, '(unset)')!r} there, {current.get(key, '(unset)')!r} now"
                    for key in sorted(saved.keys() | current.keys())
                    if saved.get(key) != current.get(key)]
@@ -164,4 +141,5 @@ def _check_same_experiment(saved: dict | None, current: dict, option: str, path:
             f"ckpt_path={option}: {path} comes from a run with other settings: "
             + "; ".join(differences)
             + ". Repeat the overrides that run was started with (only train.epochs, the data "
-            "location, trainer.*, eval.* and mode.layers.fused may change), or start a new run.")
+            "location, eval.*, mode.layers.fused and trainer.* other than its limits may change), "
+            "or start a new run.")

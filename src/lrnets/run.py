@@ -33,7 +33,7 @@ from lrnets.evaluation import (EvalData, Selection, accuracy, chosen_network, di
 from lrnets.faults import FiniteLoss, InterruptCheckpoint, stopped_run
 from lrnets.initialization import (init_from_full_precision, load_network_state, network_file,
                                    random_init)
-from lrnets.layers import FullPrecisionLayers, LRLayer
+from lrnets.layers import FullPrecisionLayers, DiscreteLayer
 from lrnets.models import ARCHITECTURES, Network, ReLUBlocks, configure_batch_norm
 from lrnets.module import LRNetModule
 from lrnets.quantized_layers import quantized_layers, weight_multiplications
@@ -107,7 +107,7 @@ def body_weight_count(model: nn.Module) -> int:
     softmax layer aside): 1,657,632 for the paper's MNIST lenet (800 + 51,200 + 3136 x 512)."""
     count = 0
     for layer in model.body.modules():
-        if isinstance(layer, LRLayer):
+        if isinstance(layer, DiscreteLayer):
             count += torch.Size(layer.distribution.shape).numel()
         elif isinstance(layer, (nn.Conv2d, nn.Linear)):
             count += layer.weight.numel()

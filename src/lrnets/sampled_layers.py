@@ -1,10 +1,9 @@
-"""Discrete layers trained on a sample of their weights instead of the LRT Gaussian.
+"""Training methods that draw a sample of the weights instead of the LRT Gaussian.
 
-``SampledConv2d`` / ``SampledLinear`` are ``LRConv2d`` / ``LRLinear`` (same arguments, the same
-weight distributions, eq. 6-8 initialisation, sampled and mode evaluation of sec. 4.4) whose
-training forward draws one weight tensor per batch with a ``sampler`` and applies it, where
-the LR layers sample the pre-activation (Algorithm 1). The samplers are the baselines the paper
-sets the local reparameterization trick against:
+With one of these as its method, a ``DiscreteConv2d`` / ``DiscreteLinear`` (the same weight
+distributions, eq. 6-8 initialisation, sampled and mode evaluation of sec. 4.4) draws one weight
+tensor per batch and applies it, where the LR-nets sample the pre-activation (Algorithm 1).
+They are the baselines the paper sets the local reparameterization trick against:
 
 - ``GumbelSoftmaxSample``: the relaxed one-hot sample softmax((log p + g) / tau), g ~ Gumbel(0, 1)
   (Jang et al. 2017, eq. 2), mapped to the weight values; temperature 0.1 (Appendix A), optionally
@@ -18,16 +17,28 @@ optimizer steps done) on the samplers and distributions that anneal or clip.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from lrnets.distributions import WeightDistribution
-from lrnets.layers import DistributionFactory, LRConv2d, LRLayer, LRLinear
+from lrnets.layers import DiscreteLayer, DiscreteLayers, DistributionFactory, TrainingMethod
 from lrnets.quantizers import straight_through
 
 
-class GumbelSoftmaxSample(nn.Module):
+class WeightSample(TrainingMethod):
+    """Training forward: the layer's map with ``sample(distribution)`` as its weight."""
+
+    @abstractmethod
+    def sample(self, distribution: WeightDistribution) -> Tensor:
+        """One weight tensor drawn from ``distribution``, differentiable w.r.t. its parameters."""
+
+    def forward(self, layer: DiscreteLayer, x: Tensor) -> Tensor:
+        return layer.linear_op(x, self.sample(layer.distribution).to(x.dtype))
+
+
+class GumbelSoftmaxSample(WeightSample):
     """Relaxed sample of every weight: softmax((log P(w = d_k) + g_k) / tau) @ (d_1, ..., d_K)."""
 
     def __init__(self, temperature: float = 0.1, initial_temperature: float | None = None):
@@ -36,7 +47,7 @@ class GumbelSoftmaxSample(nn.Module):
         self.initial_temperature = initial_temperature
         self.temperature = temperature if initial_temperature is None else initial_temperature
 
-    def forward(self, distribution: WeightDistribution) -> Tensor:
+    def sample(self, distribution: WeightDistribution) -> Tensor:
         log_probs = distribution.probs().clamp_min(1e-12).log()
         return F.gumbel_softmax(log_probs, tau=self.temperature, dim=-1) @ distribution.values
 
@@ -51,56 +62,15 @@ class GumbelSoftmaxSample(nn.Module):
                 f"initial_temperature={self.initial_temperature}")
 
 
-class StraightThroughSample(nn.Module):
+class StraightThroughSample(WeightSample):
     """A discrete sample in the forward pass, the identity to E[w] in the backward pass."""
 
-    def forward(self, distribution: WeightDistribution) -> Tensor:
+    def sample(self, distribution: WeightDistribution) -> Tensor:
         return straight_through(distribution.mean(), distribution.sample())
 
 
-class SampledWeightLayer(LRLayer):
-    """Training forward: the layer's map with ``sampler(distribution)`` as its weight."""
+class SampledWeightLayers(DiscreteLayers):
+    """Discrete layers trained on ``sampler``'s weight samples (``mode.layers.sampler``)."""
 
-    sampler: nn.Module
-
-    def forward(self, x: Tensor) -> Tensor:
-        weight = self.fixed_weight
-        if weight is None:
-            weight = self.sampler(self.distribution)
-        return self.linear_op(x, weight.to(x.dtype))
-
-
-class SampledConv2d(SampledWeightLayer, LRConv2d):
-    """``LRConv2d`` trained on weight samples; arguments as ``LRConv2d`` plus ``sampler``."""
-
-    def __init__(self, *args, sampler: nn.Module, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.sampler = sampler
-
-
-class SampledLinear(SampledWeightLayer, LRLinear):
-    """``LRLinear`` trained on weight samples; arguments as ``LRLinear`` plus ``sampler``."""
-
-    def __init__(self, *args, sampler: nn.Module, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.sampler = sampler
-
-
-class SampledWeightLayers:
-    """Builds layers whose weights follow ``distribution`` and train on ``sampler``'s samples
-    (one sampler shared by all layers, so one temperature schedule)."""
-
-    discrete = True
-
-    def __init__(self, distribution: DistributionFactory, sampler: nn.Module):
-        self.distribution = distribution
-        self.sampler = sampler
-
-    def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-             padding: int = 0) -> nn.Module:
-        return SampledConv2d(in_channels, out_channels, kernel_size, stride, padding,
-                             distribution=self.distribution, sampler=self.sampler)
-
-    def linear(self, in_features: int, out_features: int) -> nn.Module:
-        return SampledLinear(in_features, out_features, distribution=self.distribution,
-                             sampler=self.sampler)
+    def __init__(self, distribution: DistributionFactory, sampler: WeightSample):
+        super().__init__(distribution, sampler)

@@ -20,7 +20,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from lrnets.layers import LRConv2d, LRLayers, LRLinear
+from lrnets.layers import DiscreteLayer, DiscreteLayers, LRLayers, TrainingMethod
 from lrnets.moments import (Gaussian, batch_moments, linear_moments, max_pool2x2_moments,
                             relaxed_sign_sample, sign_moments)
 
@@ -28,47 +28,37 @@ Activation = Tensor | Gaussian
 PROPAGATIONS = ("relaxed", "moments")
 
 
-class MomentPropagation:
-    """Forward pass of a discrete layer (mixed into ``LRConv2d`` / ``LRLinear``).
+class MomentPropagation(TrainingMethod):
+    """The training method of sign networks.
 
     Training: the ``Gaussian`` moments of the pre-activation, for a tensor input (the LR-nets
-    pair, eq. 4) or a Gaussian one (``linear_moments``). Otherwise: the linear map with the fixed
-    weights, or with the most probable weights when none are fixed.
+    pair, eq. 4) or a Gaussian one (``linear_moments``). Otherwise (no weights fixed): the
+    linear map with the most probable weights. ``eps`` is kept for the softmax layer's sample
+    of its Gaussian output (``SignNetwork``); ``fused`` as for ``LocalReparameterization``.
     """
 
-    def forward(self, x: Activation) -> Activation:
-        if self.fixed_weight is not None:
-            return self.linear_op(x, self.fixed_weight.to(x.dtype))
-        if not self.training:
-            return self.linear_op(x, self.distribution.mode().to(x.dtype))
+    def __init__(self, eps: float = 1e-3, fused: bool = False):
+        super().__init__()
+        self.eps, self.fused = eps, fused
+
+    def forward(self, layer: DiscreteLayer, x: Activation) -> Activation:
+        if not layer.training:
+            return layer.linear_op(x, layer.distribution.mode().to(x.dtype))
         if isinstance(x, Gaussian):
-            w_mean, w_var = self.distribution.moments()
-            return linear_moments(self.linear_op, x, w_mean.to(x.mean.dtype), w_var.to(x.mean.dtype))
-        return Gaussian(*self.preactivation_moments(x))
+            w_mean, w_var = layer.distribution.moments()
+            return linear_moments(layer.linear_op, x, w_mean.to(x.mean.dtype),
+                                  w_var.to(x.mean.dtype))
+        return Gaussian(*layer.preactivation_moments(x, self.fused))
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}, fused={self.fused}"
 
 
-class MomentConv2d(MomentPropagation, LRConv2d):
-    """``LRConv2d`` that returns pre-activation moments in training."""
-
-
-class MomentLinear(MomentPropagation, LRLinear):
-    """``LRLinear`` that returns pre-activation moments in training."""
-
-
-class MomentLayers(LRLayers):
-    """The layer family of sign networks: ``LRLayers`` building moment-propagating layers."""
-
-    @classmethod
-    def like(cls, family: LRLayers) -> MomentLayers:
-        """The same weight distribution and options as an LR-net layer family."""
-        return cls(**family.options)
-
-    def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-             padding: int = 0) -> nn.Module:
-        return MomentConv2d(in_channels, out_channels, kernel_size, stride, padding, **self.options)
-
-    def linear(self, in_features: int, out_features: int) -> nn.Module:
-        return MomentLinear(in_features, out_features, **self.options)
+def moment_layers(family: LRLayers) -> DiscreteLayers:
+    """The layer family of sign networks: an LR-net family's weight distribution and options,
+    trained by moment propagation."""
+    method = family.method
+    return DiscreteLayers(family.distribution, MomentPropagation(method.eps, method.fused))
 
 
 class GaussianMaxPool2d(nn.MaxPool2d):

@@ -18,12 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from lrnets.errors import ConfigError
-from lrnets.layers import LRLayers
+from lrnets.layers import DiscreteLayers, DiscreteLinear, LRLayers
 from lrnets.models import ARCHITECTURES, LayerFamily
 from lrnets.moments import Gaussian
 from lrnets.sign_layers import (PROPAGATIONS, GaussianMaxPool2d, MomentBatchNorm1d,
-                                MomentBatchNorm2d, MomentDropout, MomentFlatten, MomentLayers,
-                                MomentLinear, Sign)
+                                MomentBatchNorm2d, MomentDropout, MomentFlatten, Sign,
+                                moment_layers)
 
 SignFactory = Callable[[], Sign]
 
@@ -31,7 +31,7 @@ SignFactory = Callable[[], Sign]
 class SignNetwork(nn.Module):
     """A body of discrete layers with sign activations and a discrete softmax layer."""
 
-    def __init__(self, body: nn.Module, head: MomentLinear):
+    def __init__(self, body: nn.Module, head: DiscreteLinear):
         super().__init__()
         self.body = body
         self.head = head
@@ -41,7 +41,7 @@ class SignNetwork(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.head(self.body(x))
         if isinstance(out, Gaussian):
-            out = out.sample(self.head.eps)
+            out = out.sample(self.head.method.eps)
         return out * self.scale + self.bias
 
 
@@ -49,7 +49,7 @@ class SignBlocks:
     """Roth et al.'s blocks, in the authors' order: conv -> (2x2 max pool) -> batch norm -> sign,
     FC -> batch norm -> sign -> dropout, over Gaussian moments; a discrete softmax layer."""
 
-    def __init__(self, first: MomentLayers, layers: MomentLayers, sign: SignFactory):
+    def __init__(self, first: DiscreteLayers, layers: DiscreteLayers, sign: SignFactory):
         self.first, self.layers, self.sign = first, layers, sign
 
     def conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0,
@@ -94,5 +94,5 @@ def build_sign_network(arch: str, first: LayerFamily, layers: LayerFamily, in_ch
         raise ConfigError(f"activation.temperature={temperature!r} is not allowed: use a "
                           "positive temperature.")
     sign = partial(Sign, propagation, temperature)
-    blocks = SignBlocks(MomentLayers.like(first), MomentLayers.like(layers), sign)
+    blocks = SignBlocks(moment_layers(first), moment_layers(layers), sign)
     return ARCHITECTURES[arch](blocks, in_channels, num_classes, image_size, dropout)

@@ -1,0 +1,47 @@
+"""What decides a run's results: one definition, read by resume (a checkpoint continues only
+under the settings it was trained with) and by reference reuse (the folder of the
+full-precision reference, ``lrnets.reference``).
+
+Everything in the composed config decides the results except ``NOT_DECISIVE``: where outputs
+and data are, how the run is executed (including the LR layers' fused form, which computes
+the same maps), what it does after training. Of the trainer, only how much it trains decides
+(``trainer.limit_train_batches``, ``trainer.max_steps``), not devices, precision or logging.
+"""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+NOT_DECISIVE = ("ckpt_path", "paths", "trainer", "eval", "task_name", "verbose", "dataset.root",
+                "dataset.num_workers", "dataset.download", "dataset.on_device",
+                "mode.layers.fused")
+DECISIVE_TRAINER = ("trainer.limit_train_batches", "trainer.max_steps")
+
+
+def within(key: str, settings: tuple[str, ...]) -> bool:
+    """Whether the setting ``key`` (``a.b.c``) is one of ``settings`` or lies inside one."""
+    return any(key == part or key.startswith(part + ".") for part in settings)
+
+
+def decides(key: str) -> bool:
+    """Whether the setting ``key`` (``a.b.c``) decides a run's results."""
+    return key in DECISIVE_TRAINER or not within(key, NOT_DECISIVE)
+
+
+def decisive_config(cfg: DictConfig) -> dict[str, object]:
+    """The settings that decide a run's results, flattened to ``{"train.lr": 0.01, ...}``
+    (the trainer's always present, None where unset)."""
+    flat: dict[str, object] = {}
+
+    def visit(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                visit(f"{prefix}.{key}" if prefix else str(key), item)
+        elif decides(prefix):
+            flat[prefix] = value
+
+    # The groups left out are not resolved: their interpolations (``${hydra:...}``) need not
+    # resolve here.
+    visit("", {key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key])
+               else cfg[key] for key in cfg if key not in NOT_DECISIVE})
+    flat.update({key: OmegaConf.select(cfg, key) for key in DECISIVE_TRAINER})
+    return flat
