@@ -26,39 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from lrnets.bitpacking import bits_for, pack
-from lrnets.errors import ConfigError, reason
+from lrnets.discrete_checkpoint import read_discrete_network
+from lrnets.errors import ConfigError
 from lrnets.evaluation import batch_norms
 from lrnets.inference import (MANIFEST, ONNX, WEIGHTS, DiscreteConv2d, DiscreteLinear,
                               fold_batch_norms, load_export, network_for, predictions_digest)
 from lrnets.models import Network
-from lrnets.run_folder import DISCRETE
-
-_META = ("arch", "first_layer", "in_channels", "num_classes", "image_size", "data", "chosen",
-         "test_predictions")
-
-
-def read_discrete_network(source: Path) -> dict:
-    """The contents of a run's ``discrete.pt`` (``source``: the file or the run folder)."""
-    path = source / DISCRETE if source.is_dir() else source
-    if not path.is_file():
-        raise ConfigError(f"CHECKPOINT={source} is not a discrete network: give the folder of a "
-                          f"binary or ternary run or its {DISCRETE} (full-precision runs "
-                          f"have none).")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several unrelated types for unreadable files
-        raise ConfigError(f"CHECKPOINT={path} cannot be read ({reason(err)}).") from None
-    meta = saved.get("meta", {}) if isinstance(saved, dict) else {}
-    missing = [key for key in _META if key not in meta]
-    if missing:
-        raise ConfigError(f"CHECKPOINT={path} lacks {', '.join(missing)}: it is not a discrete.pt "
-                          f"of this version. Rerun the run's evaluation (ckpt_path=last in its "
-                          f"folder) to write it again.")
-    if meta.get("activation", "relu") != "relu":
-        raise ConfigError(f"CHECKPOINT={path} is a network with {meta['activation']} activations; "
-                          f"the export covers the ReLU networks of lrnets.models.")
-    return saved
-
 
 def exported_network(saved: dict) -> tuple[Network, dict]:
     """The inference network (``lrnets.inference``) holding the weights of ``discrete.pt``, and
@@ -95,6 +68,9 @@ def export(source: Path, out: Path, with_onnx: bool = False) -> dict:
     manifest, with the sizes under ``"size"``."""
     saved = read_discrete_network(source)
     meta = saved["meta"]
+    if meta.get("activation", "relu") != "relu":
+        raise ConfigError(f"CHECKPOINT={source} is a network with {meta['activation']} "
+                          f"activations; the export covers the ReLU networks of lrnets.models.")
     model, architecture = exported_network(saved)
     bits = bits_for(len(architecture["values"]))
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -26,9 +26,10 @@ from lrnets.callbacks import (BatchNormReestimation, DistributionMonitor, EpochT
 from lrnets.console import choosing_line, final_lines, progress_callbacks, quiet
 from lrnets.cpu_memory import keep_freed_memory
 from lrnets.data import build_datamodule
+from lrnets.discrete_checkpoint import discrete_meta, save_discrete_network
 from lrnets.distributed import all_ranks, examples_counted, rank_shard
 from lrnets.errors import ConfigError
-from lrnets.evaluation import (EvalData, Selection, accuracy, chosen_network, discrete_layers,
+from lrnets.evaluation import (EvalData, accuracy, chosen_network, discrete_layers,
                                predictions, select_discrete_network)
 from lrnets.faults import FiniteLoss, InterruptCheckpoint, stopped_run
 from lrnets.initialization import (init_from_full_precision, load_network_state, network_file,
@@ -147,37 +148,6 @@ def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
     logger = TensorBoardLogger(save_dir=str(out), name=str(TENSORBOARD), version="")
     return instantiate(cfg.trainer, callbacks=callbacks + progress, logger=logger,
                        default_root_dir=str(out), enable_progress_bar=bar)
-
-
-def save_discrete_network(path: Path, model: Network, selection: Selection, meta: dict) -> None:
-    """The chosen network: integer weights (indices into the value set, int8), its batch-norm
-    statistics and every other parameter; loadable with ``torch.load(weights_only=True)``."""
-    layers = discrete_layers(model)
-    state = {k: v for k, v in model.state_dict().items()
-             if not any(k.startswith(f"{name}.") for name in layers)}
-    state.update(selection.batch_norm)
-    torch.save({
-        "weights": {name: layers[name].distribution.index_of(w).to(torch.int8).cpu()
-                    for name, w in selection.weights.items()},
-        "values": {name: layer.distribution.values.tolist() for name, layer in layers.items()},
-        "state_dict": {k: v.cpu() for k, v in state.items()},
-        "meta": meta,
-    }, path)
-
-
-def discrete_meta(cfg: DictConfig, dm: pl.LightningDataModule, chosen: dict,
-                  test_predictions: torch.Tensor) -> dict:
-    """What ``discrete.pt`` records besides the weights: enough to rebuild the network and its
-    test data without the run's folder, and the chosen network's predicted class for every test
-    example, which an export must reproduce (``lrnets.export``)."""
-    return {
-        "dataset": cfg.dataset.name, "arch": cfg.arch.name, "mode": cfg.mode.name, "seed": cfg.seed,
-        "activation": OmegaConf.select(cfg, "activation.name", default="relu"),
-        "first_layer": cfg.mode.first_layer, "in_channels": dm.in_channels,
-        "num_classes": dm.num_classes, "image_size": dm.image_size, "bn_eps": cfg.train.bn_eps,
-        "data": OmegaConf.to_container(cfg.dataset, resolve=True), "chosen": chosen,
-        "test_predictions": test_predictions,
-    }
 
 
 def train(cfg: DictConfig) -> dict:

@@ -1,0 +1,79 @@
+"""The chosen discrete network of a run, ``checkpoints/discrete.pt``: its writer and its reader.
+
+    {"weights":    {layer: int8 indices into the layer's value set},
+     "values":     {layer: the value set, e.g. [-1.0, 0.0, 1.0]},
+     "state_dict": every other tensor (batch norms as the chosen network had them, the softmax
+                   layer, a full-precision first layer),
+     "meta":       what rebuilds the network and its test data without the run folder, and the
+                   chosen network's predicted class for every test example}
+
+loadable with ``torch.load(weights_only=True)``. ``lrnets.export`` reads it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lrnets.errors import ConfigError, reason
+from lrnets.evaluation import Selection, discrete_layers
+from lrnets.models import Network
+from lrnets.run_folder import DISCRETE
+
+
+def save_discrete_network(path: Path, model: Network, selection: Selection, meta: dict) -> None:
+    """The chosen network: integer weights (indices into the value set, int8), its batch-norm
+    statistics and every other parameter; loadable with ``torch.load(weights_only=True)``."""
+    layers = discrete_layers(model)
+    state = {k: v for k, v in model.state_dict().items()
+             if not any(k.startswith(f"{name}.") for name in layers)}
+    state.update(selection.batch_norm)
+    torch.save({
+        "weights": {name: layers[name].distribution.index_of(w).to(torch.int8).cpu()
+                    for name, w in selection.weights.items()},
+        "values": {name: layer.distribution.values.tolist() for name, layer in layers.items()},
+        "state_dict": {k: v.cpu() for k, v in state.items()},
+        "meta": meta,
+    }, path)
+
+
+def discrete_meta(cfg: DictConfig, dm: pl.LightningDataModule, chosen: dict,
+                  test_predictions: torch.Tensor) -> dict:
+    """What ``discrete.pt`` records besides the weights: enough to rebuild the network and its
+    test data without the run's folder, and the chosen network's predicted class for every test
+    example, which an export must reproduce (``lrnets.export``)."""
+    return {
+        "dataset": cfg.dataset.name, "arch": cfg.arch.name, "mode": cfg.mode.name, "seed": cfg.seed,
+        "activation": OmegaConf.select(cfg, "activation.name", default="relu"),
+        "first_layer": cfg.mode.first_layer, "in_channels": dm.in_channels,
+        "num_classes": dm.num_classes, "image_size": dm.image_size, "bn_eps": cfg.train.bn_eps,
+        "data": OmegaConf.to_container(cfg.dataset, resolve=True), "chosen": chosen,
+        "test_predictions": test_predictions,
+    }
+
+
+# What a reader needs from "meta"; a discrete.pt without one of these is of an older version.
+_META = ("arch", "first_layer", "in_channels", "num_classes", "image_size", "data", "chosen",
+         "test_predictions")
+
+
+def read_discrete_network(source: Path) -> dict:
+    """The contents of a run's ``discrete.pt`` (``source``: the file or the run folder)."""
+    path = source / DISCRETE if source.is_dir() else source
+    if not path.is_file():
+        raise ConfigError(f"CHECKPOINT={source} is not a discrete network: give the folder of a "
+                          f"binary or ternary run or its {DISCRETE} (full-precision runs "
+                          f"have none).")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several unrelated types for unreadable files
+        raise ConfigError(f"CHECKPOINT={path} cannot be read ({reason(err)}).") from None
+    meta = saved.get("meta", {}) if isinstance(saved, dict) else {}
+    missing = [key for key in _META if key not in meta]
+    if missing:
+        raise ConfigError(f"CHECKPOINT={path} lacks {', '.join(missing)}: it is not a discrete.pt "
+                          f"of this version. Rerun the run's evaluation (ckpt_path=last in its "
+                          f"folder) to write it again.")
+    return saved
