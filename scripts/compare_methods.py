@@ -12,27 +12,23 @@ run states them, and the wall time. Errors use the batch-norm statistics the run
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
+
+from lrnets.console import percent, spread
+from lrnets.run_folder import RESULTS, Results, mode_error, read_results
 
 COLUMNS = ["dataset", "mode", "epochs", "test error", "val error", "mode network test error",
            "samples test error (mean ± std)", "multiplications", "wall time"]
 
 
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}%"
-
-
-def row(results: dict) -> list[str]:
+def row(results: Results) -> list[str]:
     """One table row from a run's results.json."""
-    suffix = "_recalibrated" if results.get("recalibrated_bn") else ""
-    mean = results.get(f"samples_test_error{suffix}_mean")
-    std = results.get(f"samples_test_error{suffix}_std")
-    samples = "—" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}%"
+    recalibrated = bool(results.get("recalibrated_bn"))
     return [results["dataset"], results["mode"], str(results["epochs"]),
-            _percent(results["test_error"]), _percent(results["val_error"]),
-            _percent(results.get(f"mode_test_error{suffix}")), samples,
+            percent(results["test_error"]), percent(results["val_error"]),
+            percent(mode_error(results, "test", recalibrated)),
+            spread(results, "test", recalibrated),
             results.get("multiplications", "—"), f"{results['wall_time_s']:.0f} s"]
 
 
@@ -42,11 +38,11 @@ def markdown_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def collect(folder: Path) -> list[dict]:
+def collect(folder: Path) -> list[Results]:
     """Every results.json under ``folder`` (a sweep, or several), in the order of their paths."""
-    files = sorted(folder.rglob("results.json"),  # numbered sweep jobs: 2_... before 10_...
+    files = sorted(folder.rglob(RESULTS.name),  # numbered sweep jobs: 2_... before 10_...
                    key=lambda f: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(f))])
-    return [json.loads(f.read_text()) for f in files if "references" not in f.parts]
+    return [read_results(f.parent) for f in files if "references" not in f.parts]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,8 @@ import warnings
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
+from lrnets.run_folder import Results, Split, mode_error, samples_error
+
 _LIGHTNING_INFO = ("pytorch_lightning", "lightning_fabric", "lightning")  # their loggers' roots
 
 
@@ -73,34 +75,34 @@ def choosing_line(num_samples: int, recalibrate_bn: bool) -> str:
             f"{num_samples} sampled networks on the validation and test splits{bn} ...")
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """An error fraction in percent, two decimals; a dash for none."""
     return "—" if value is None else f"{100 * value:.2f}%"
 
 
-def _spread(results: dict, split: str, suffix: str) -> str:
-    """Mean ± std of the sampled networks' error on ``split``."""
-    mean = results.get(f"samples_{split}_error{suffix}_mean")
-    std = results.get(f"samples_{split}_error{suffix}_std")
-    return "—" if mean is None else f"{100 * mean:.2f} ± {100 * std:.2f}%"
+def spread(results: Results, split: Split, recalibrated: bool) -> str:
+    """Mean ± std of the sampled networks' error on ``split``, in percent."""
+    figure = samples_error(results, split, recalibrated)
+    return "—" if figure is None else f"{100 * figure[0]:.2f} ± {100 * figure[1]:.2f}%"
 
 
-def final_lines(results: dict) -> str:
+def final_lines(results: Results) -> str:
     """The final lines of a run (``results.json``'s figures, in words)."""
     head = f"{results['mode']} {results['arch']} on {results['dataset']}"
-    lines = [f"\n{head}: test error {_percent(results.get('test_error'))} "
-             f"(validation {_percent(results.get('val_error'))})"]
+    lines = [f"\n{head}: test error {percent(results.get('test_error'))} "
+             f"(validation {percent(results.get('val_error'))})"]
     if "chosen" in results:
         bn = "re-estimated" if results.get("recalibrated_bn") else "as trained"
         lines[0] += f", the network chosen on validation: {results['chosen']}, batch norm {bn}"
-        variants = [("", "as trained")]
-        if "mode_test_error_recalibrated" in results:
-            variants.append(("_recalibrated", "re-estimated"))
-        for suffix, label in variants:
+        variants = [(False, "as trained")]
+        if mode_error(results, "test", recalibrated=True) is not None:
+            variants.append((True, "re-estimated"))
+        for recalibrated, label in variants:
             lines.append(f"  batch norm {label}: sampled networks val "
-                         f"{_spread(results, 'val', suffix)}, test {_spread(results, 'test', suffix)}"
-                         f"; most probable network val "
-                         f"{_percent(results.get(f'mode_val_error{suffix}'))}, test "
-                         f"{_percent(results.get(f'mode_test_error{suffix}'))}")
+                         f"{spread(results, 'val', recalibrated)}, test "
+                         f"{spread(results, 'test', recalibrated)}; most probable network val "
+                         f"{percent(mode_error(results, 'val', recalibrated))}, test "
+                         f"{percent(mode_error(results, 'test', recalibrated))}")
     paths = results["paths"]
     lines += [f"results:     {paths['results']}", f"checkpoints: {paths['checkpoints']}",
               f"tensorboard: {sys.executable} -m tensorboard.main --logdir {paths['tensorboard']}"]

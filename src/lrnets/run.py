@@ -40,7 +40,7 @@ from lrnets.module import LRNetModule
 from lrnets.quantized_layers import quantized_layers, weight_multiplications
 from lrnets.reference import obtain_reference
 from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK, TENSORBOARD,
-                               where, write_results)
+                               Results, error_figures, where, write_results)
 from lrnets.resume import LastCheckpoint, RecordConfig, resume_checkpoint, resume_hint
 from lrnets.schema import validate
 from lrnets.seeding import EpochSeed
@@ -183,7 +183,7 @@ def train(cfg: DictConfig) -> dict:
         torch.save({"state_dict": model.state_dict()}, out / NETWORK)
     trainer.strategy.barrier()  # other ranks may load it next (the reference of a discrete run)
 
-    results: dict = {
+    results: Results = {
         "status": "completed", "dataset": cfg.dataset.name, "arch": cfg.arch.name,
         "mode": cfg.mode.name, "weights": cfg.weights.name if cfg.get("weights") else None,
         "activation": cfg.activation.name, "seed": cfg.seed, "epochs": trainer.current_epoch,
@@ -203,7 +203,7 @@ def train(cfg: DictConfig) -> dict:
         selection = select_discrete_network(model, data, ev.num_samples, cfg.seed,
                                             ev.recalibrate_bn, ev.recalibration_batches)
         summary = selection.summary()
-        results.update(_errors(summary))
+        results.update(error_figures(summary))
         results["selection"] = summary
         results["chosen_by_rank"] = all_ranks(summary["chosen"]["name"], trainer)
         if trainer.is_global_zero:
@@ -245,17 +245,6 @@ def _record_stop(err: BaseException, trainer: pl.Trainer, cfg: DictConfig, out: 
     if trainer.is_global_zero:
         write_results(out, results)
     raise stop.error from None
-
-
-def _errors(summary: dict) -> dict:
-    """Test and validation errors of the chosen, mode and sampled networks."""
-    err = {"val_error": 1 - summary["chosen"]["val_acc"], "test_error": 1 - summary["chosen"]["test_acc"],
-           "chosen": summary["chosen"]["name"], "recalibrated_bn": summary["chosen"]["recalibrated_bn"]}
-    for key, value in summary.items():
-        if key.startswith(("mode_", "samples_")) and value is not None and "acc" in key:
-            name = key.replace("_acc", "_error")
-            err[name] = value if key.endswith("_std") else 1 - value
-    return err
 
 
 def _log_final(trainer: pl.Trainer, results: dict) -> None:

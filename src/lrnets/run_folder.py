@@ -9,12 +9,16 @@
     <run>/tensorboard/                 TensorBoard events
     <run>/.hydra/config.yaml           the composed config (Hydra's), overrides.yaml beside it
 
-Everything else refers to these names; nothing else spells them.
+Everything else refers to these names; nothing else spells them. The results record is the
+``Results`` typed dict: ``write_results`` refuses a key it does not declare, and the error
+figures are named by ``figure_key`` alone (``error_figures`` writes them, ``mode_error`` and
+``samples_error`` read them).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal, TypedDict
 
 CHECKPOINTS = Path("checkpoints")
 LAST = CHECKPOINTS / "last.ckpt"
@@ -29,17 +33,113 @@ CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
 
 
-def read_results(folder: Path) -> dict | None:
+Split = Literal["val", "test"]
+
+
+class Results(TypedDict, total=False):
+    """``results.json``. Errors are fractions in [0, 1]; ``test_error`` / ``val_error`` are the
+    reported network's: the full-precision network, or the discrete network chosen on
+    validation (``chosen``, with batch norm re-estimated when ``recalibrated_bn``)."""
+
+    status: str                 # completed, interrupted or failed
+    signal: str                 # interrupted: the signal's name
+    error: str                  # failed: what went wrong
+    checkpoints: dict           # stopped runs: last (and interrupted) checkpoint
+    dataset: str
+    arch: str
+    mode: str
+    weights: str | None
+    activation: str
+    seed: int
+    epochs: int                 # epochs trained
+    epochs_configured: int
+    body_weights: int           # weights of the layers a discrete run discretises
+    init: str                   # default, random or pretrained
+    init_checkpoint: str
+    world_size: int
+    eval_examples: dict         # examples scored per split
+    val_error: float
+    test_error: float
+    test_error_top5: float
+    chosen: str                 # mode or sample_<i>
+    recalibrated_bn: bool
+    mode_val_error: float       # the most probable network, batch norm as trained
+    mode_test_error: float
+    mode_val_error_recalibrated: float
+    mode_test_error_recalibrated: float
+    samples_val_error_mean: float     # the sampled networks, mean and std
+    samples_val_error_std: float
+    samples_test_error_mean: float
+    samples_test_error_std: float
+    samples_val_error_recalibrated_mean: float
+    samples_val_error_recalibrated_std: float
+    samples_test_error_recalibrated_mean: float
+    samples_test_error_recalibrated_std: float
+    selection: dict             # every candidate's scores (``lrnets.evaluation.Selection``)
+    chosen_by_rank: list
+    multiplications: str        # straight-through nets: what inference multiplies
+    resumed_from: str
+    wall_time_s: float
+    epoch_time_s: float
+    epochs_timed: int
+    paths: dict                 # ``where``
+
+
+def figure_key(candidates: Literal["mode", "samples"], split: Split, recalibrated: bool,
+               statistic: Literal["mean", "std"] | None = None) -> str:
+    """The name of an error figure: ``mode_test_error_recalibrated``, ``samples_val_error_std``."""
+    key = f"{candidates}_{split}_error" + ("_recalibrated" if recalibrated else "")
+    return key if statistic is None else f"{key}_{statistic}"
+
+
+def error_figures(selection: dict) -> Results:
+    """The errors of the chosen, most probable and sampled networks from the scores of
+    ``Selection.summary()`` (accuracies, keyed ``mode_val_acc_recalibrated`` and so on)."""
+    chosen = selection["chosen"]
+    figures: Results = {"val_error": 1 - chosen["val_acc"], "test_error": 1 - chosen["test_acc"],
+                        "chosen": chosen["name"], "recalibrated_bn": chosen["recalibrated_bn"]}
+    for split in ("val", "test"):
+        for recalibrated in (False, True):
+            acc = f"{split}_acc" + ("_recalibrated" if recalibrated else "")
+            if selection.get(f"mode_{acc}") is None:
+                continue
+            figures[figure_key("mode", split, recalibrated)] = 1 - selection[f"mode_{acc}"]
+            if selection[f"samples_{acc}_mean"] is not None:
+                figures[figure_key("samples", split, recalibrated, "mean")] = \
+                    1 - selection[f"samples_{acc}_mean"]
+                figures[figure_key("samples", split, recalibrated, "std")] = \
+                    selection[f"samples_{acc}_std"]
+    return figures
+
+
+def mode_error(results: Results, split: Split, recalibrated: bool) -> float | None:
+    """The most probable network's error on ``split``; None where it was not scored."""
+    return results.get(figure_key("mode", split, recalibrated))
+
+
+def samples_error(results: Results, split: Split,
+                  recalibrated: bool) -> tuple[float, float] | None:
+    """Mean and standard deviation of the sampled networks' error on ``split``; None where none
+    was scored."""
+    mean = results.get(figure_key("samples", split, recalibrated, "mean"))
+    return None if mean is None else (mean, results[figure_key("samples", split, recalibrated, "std")])
+
+
+def read_results(folder: Path) -> Results | None:
     """The results record of the run in ``folder``; None when it has none (yet)."""
     path = Path(folder) / RESULTS
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_results(folder: Path, results: dict) -> None:
+def write_results(folder: Path, results: Results) -> None:
+    """Write the record; a key ``Results`` does not declare is a programming error."""
+    undeclared = sorted(set(results) - set(Results.__annotations__))
+    if undeclared:
+        raise ValueError(f"results.json keys not declared in lrnets.run_folder.Results: {undeclared}")
     (Path(folder) / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
 
 
-def where(folder: Path) -> dict:
+def where(folder: Path) -> dict[str, str]:
     """The run's files, as the results record lists them and the console prints them."""
     return {"run_dir": str(folder), "results": str(folder / RESULTS),
             "checkpoints": str(folder / CHECKPOINTS), "tensorboard": str(folder / TENSORBOARD)}

@@ -11,7 +11,6 @@ files alone, and ``lrnets.pretrained("<dataset>_<mode>")`` is the network as a p
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from torch import nn
 from lrnets.epochs import write_epochs_csv
 from lrnets.errors import ConfigError
 from lrnets.export import export
-from lrnets.run_folder import DISCRETE, RESULTS, read_results
+from lrnets.run_folder import DISCRETE, RESULTS, read_results, write_results
 
 SHIPPED = Path(__file__).resolve().parents[2] / "results"  # the checkout's results/
 EXPORT, EPOCHS = "export", "epochs.csv"
@@ -35,8 +34,7 @@ def ship_run(run_dir: Path, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    shipped = {k: v for k, v in results.items() if k != "paths"}  # this machine's folders
-    (dest / RESULTS).write_text(json.dumps(shipped, indent=2) + "\n")
+    write_results(dest, {k: v for k, v in results.items() if k != "paths"})  # this machine's folders
     write_epochs_csv(run_dir, dest / EPOCHS)
     if (run_dir / DISCRETE).is_file():
         export(run_dir, dest / EXPORT, with_onnx=True)

@@ -1,0 +1,43 @@
+"""The results record: declared keys only, error figures named in one place."""
+import pytest
+
+from lrnets.evaluation import Selection
+
+from lrnets.run_folder import (error_figures, mode_error, read_results, samples_error,
+                               write_results)
+
+
+def _scores(name: str, val: float, test: float) -> dict:
+    return {"name": name, "val_acc": val, "test_acc": test,
+            "val_acc_recalibrated": val + 0.01, "test_acc_recalibrated": test + 0.01}
+
+
+def test_error_figures_are_written_and_read_back(tmp_path):
+    """Accuracies of the mode and two samples become errors: the chosen one's, the mode's and
+    the samples' mean and std, for both batch-norm variants."""
+    candidates = [_scores("mode", 0.90, 0.80), _scores("sample_0", 0.70, 0.60),
+                  _scores("sample_1", 0.50, 0.40)]
+    chosen = {"name": "mode", "recalibrated_bn": True, "val_acc": 0.91, "test_acc": 0.81}
+    figures = error_figures(Selection(candidates=candidates, chosen=chosen).summary())
+    write_results(tmp_path, {"status": "completed", **figures})
+    results = read_results(tmp_path)
+    assert results["test_error"] == pytest.approx(0.19) and results["chosen"] == "mode"
+    assert mode_error(results, "test", recalibrated=False) == pytest.approx(0.20)
+    assert mode_error(results, "val", recalibrated=True) == pytest.approx(0.09)
+    mean, std = samples_error(results, "test", recalibrated=False)
+    assert mean == pytest.approx(0.50) and std == pytest.approx(0.10)
+    assert samples_error(results, "val", recalibrated=True)[0] == pytest.approx(0.39)
+
+
+def test_figures_not_scored_read_as_none(tmp_path):
+    candidates = [{"name": "mode", "val_acc": 0.9, "test_acc": 0.8}]
+    chosen = {"name": "mode", "recalibrated_bn": False, "val_acc": 0.9, "test_acc": 0.8}
+    results = error_figures(Selection(candidates=candidates, chosen=chosen).summary())
+    assert mode_error(results, "test", recalibrated=True) is None
+    assert samples_error(results, "test", recalibrated=False) is None
+
+
+def test_a_key_the_record_does_not_declare_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="test_eror"):
+        write_results(tmp_path, {"status": "completed", "test_eror": 0.1})
+    assert read_results(tmp_path) is None
