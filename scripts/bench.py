@@ -106,7 +106,7 @@ def training_setup(arch: str, mode: str, batch: int, device: torch.device, args)
     model.to(device)
     module = LRNetModule(model, lr=1e-3, lr_milestones=[], lr_gamma=1.0, weight_decay=1e-4,
                          weight_decay_scope=cfg.mode.weight_decay_scope,
-                         probability_decay=cfg.mode.probability_decay, beta=cfg.mode.beta).to(device)
+                         probability_decay=cfg.regularizer.probability_decay, beta=cfg.regularizer.beta).to(device)
     optimizer = module.configure_optimizers()["optimizer"]
     channels, size = SHAPES[arch]
     x = torch.randn(batch, channels, size, size, device=device)

@@ -24,7 +24,7 @@ table scripts', into ``<runs-dir>/<cell>/seed<N>/`` (a completed run there is re
                                                            ternary, ternary_no_decay
 
 Roles train the paper's CIFAR-10 ternary net (``ternary``; ``ternary_no_decay`` with
-``mode.probability_decay=0``; the ``*_10_epochs`` ones for 10 epochs, Gumbel-softmax with
+``regularizer=none``; the ``*_10_epochs`` ones for 10 epochs, Gumbel-softmax with
 ``mode=gumbel_ternary``) and its MNIST nets. Figures 5 and 6 rebuild the initial distributions
 from the run's full-precision reference (init=pretrained runs). Writes ``<out>/figureN.png``,
 ``figureN.json`` and ``<out>/tensorboard``. Exits with status 1 when a training failed or a
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from omegaconf import OmegaConf
 
 from lrnets.errors import ConfigError
 from lrnets.evaluation import discrete_layers
@@ -51,7 +52,7 @@ _CIFAR_TERNARY = "experiment=paper/cifar10_ternary"
 ROLES = {
     "ternary": Cell("cifar10_ternary", (_CIFAR_TERNARY,)),
     "ternary_no_decay": Cell("cifar10_ternary_no_decay",
-                             (_CIFAR_TERNARY, "mode.probability_decay=0")),
+                             (_CIFAR_TERNARY, "regularizer=none")),
     "mnist_binary": Cell("mnist_binary", ("experiment=paper/mnist_binary",)),
     "mnist_ternary": Cell("mnist_ternary", ("experiment=paper/mnist_ternary",)),
     "mnist_full_precision": Cell("mnist_full_precision", ("experiment=paper/mnist_full_precision",)),
@@ -85,7 +86,9 @@ def figure2(runs: Runs, args: argparse.Namespace) -> tuple:
                                        "with": "(b) with probability decay"})
     return fig, {"draws": args.draws, "ks_noise_level_95": ks_noise_level(args.draws),
                  **{panel: {"run": str(run.folder),
-                            "probability_decay": run.cfg.mode.probability_decay,
+                            "probability_decay": OmegaConf.select(  # older runs: mode.*
+                                run.cfg, "regularizer.probability_decay",
+                                default=OmegaConf.select(run.cfg, "mode.probability_decay")),
                             **panels[panel].summary()}
                     for panel, run in (("without", without), ("with", with_decay))}}
 

@@ -51,7 +51,7 @@ def _contents(folder: Path) -> dict[Path, bytes]:
     (["init.p_min=0"], r"init\.p_min=0 .*strictly between 0 and 1"),
     (["init.p_max=1.5"], r"init\.p_max=1\.5 .*strictly between 0 and 1"),
     (["train.epochs=-1"], r"train\.epochs=-1 .*>= 0"),
-    (["mode.probability_decay=-0.001"], r"mode\.probability_decay=-0\.001 .*>= 0"),
+    (["regularizer.probability_decay=-0.001"], r"regularizer\.probability_decay=-0\.001 .*>= 0"),
     (["train.weight_decay=-1"], r"train\.weight_decay=-1 .*>= 0"),
     (["train.lr=0"], r"train\.lr=0 .*must be positive"),
     (["eval.num_samples=0"], r"eval\.num_samples=0 .*at least 1"),

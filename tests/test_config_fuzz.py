@@ -40,8 +40,8 @@ NUMERIC = {
     "dataset.image_size": [1, 2, 3, 4, 7, 8, 12, 28],
     "dataset.num_classes": [1, 2, 10],
     "mode.layers.eps": [0, 1e-12, 1e-3, -1e-3, 1e6],
-    "mode.probability_decay": [0, 1e-11, -1, 1e3],
-    "mode.beta": [0, 1e-6, -1],
+    "regularizer.probability_decay": [0, 1e-11, -1, 1e3],
+    "regularizer.beta": [0, 1e-6, -1],
     "init.p_min": [0, 1e-9, 0.05, 0.5, 1],
     "init.p_max": [0, 0.5, 0.95, 1 - 1e-9, 1],
     "eval.num_samples": [0, 1, 2, -1],
@@ -55,6 +55,7 @@ GROUPS = {
     "activation": group_choices("activation"),
     "weights": [None, *group_choices("weights")],  # None: no override (the mode's own weights)
     "init": group_choices("init"),
+    "regularizer": [None, *group_choices("regularizer")],  # None: the mode's own
 }
 
 

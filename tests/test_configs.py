@@ -54,11 +54,11 @@ def test_paper_defaults_are_the_papers():
     cfg = compose_config(Path("/tmp"), "dataset=mnist", "mode=ternary")
     assert (cfg.train.epochs, cfg.train.lr, list(cfg.train.lr_milestones)) == (190, 0.01, [100])
     assert (cfg.train.batch_size, cfg.train.dropout, cfg.train.weight_decay) == (256, 0.5, 1e-4)
-    assert (cfg.mode.probability_decay, cfg.init.p_min, cfg.init.p_max) == (1e-11, 0.05, 0.95)
+    assert (cfg.regularizer.probability_decay, cfg.init.p_min, cfg.init.p_max) == (1e-11, 0.05, 0.95)
     assert cfg.arch.name == "lenet" and cfg.eval.num_samples == 10
     cifar = compose_config(Path("/tmp"), "dataset=cifar10", "mode=binary")
     assert (cifar.arch.name, cifar.train.epochs, list(cifar.train.lr_milestones)) == ("vgg", 290, [170])
-    assert cifar.mode.beta == 1e-6
+    assert cifar.regularizer.beta == 1e-6
 
 
 def test_paper_mnist_network_is_the_authors():

@@ -84,7 +84,7 @@ def test_make_figures_draws_every_figure_from_runs(smoke_config, tmp_path):
         "mnist_full_precision": _trained(smoke_config, "fp", "mode=full_precision"),
     }
     runs["ternary_no_decay"] = runs["gumbel_10_epochs"] = _trained(  # figure 4 plots any two runs
-        smoke_config, "no_decay", "mode=ternary", "mode.probability_decay=0")
+        smoke_config, "no_decay", "mode=ternary", "regularizer=none")
     out = tmp_path / "figures"
     report = load_script("make_figures").main(
         ["--out", str(out), "--draws", "2000", *(f"--run={role}={path}" for role, path in runs.items())])

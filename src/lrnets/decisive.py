@@ -6,6 +6,8 @@ Everything in the composed config decides the results except ``NOT_DECISIVE``: w
 and data are, how the run is executed (including the LR layers' fused form, which computes
 the same maps), what it does after training. Of the trainer, only how much it trains decides
 (``trainer.limit_train_batches``, ``trainer.max_steps``), not devices, precision or logging.
+The regulariser's coefficients decide, not its name. ``MOVED`` translates the settings older
+versions recorded under other names.
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 
 NOT_DECISIVE = ("ckpt_path", "paths", "trainer", "eval", "task_name", "verbose", "dataset.root",
                 "dataset.num_workers", "dataset.download", "dataset.on_device",
-                "mode.layers.fused")
+                "mode.layers.fused", "regularizer.name")
 DECISIVE_TRAINER = ("trainer.limit_train_batches", "trainer.max_steps")
+MOVED = {"mode.probability_decay": "regularizer.probability_decay",  # the regularizer= group
+         "mode.beta": "regularizer.beta"}
 
 
 def within(key: str, settings: tuple[str, ...]) -> bool:

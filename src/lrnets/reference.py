@@ -43,7 +43,7 @@ def reference_config(cfg: DictConfig) -> DictConfig:
         "ckpt_path": None,
     })
     plain = compose_config(["mode=full_precision", "activation=relu"])
-    ref.mode = plain.mode  # replaced, not merged
+    ref.mode, ref.regularizer = plain.mode, plain.regularizer  # replaced, not merged
     if ref.get("weights") is not None:
         ref.weights = None
     ref.activation = plain.activation  # sign nets start from ReLU

@@ -168,8 +168,8 @@ def train(cfg: DictConfig) -> dict:
     module = LRNetModule(
         model, lr=cfg.train.lr, lr_milestones=list(cfg.train.lr_milestones),
         lr_gamma=cfg.train.lr_gamma, weight_decay=cfg.train.weight_decay,
-        weight_decay_scope=cfg.mode.weight_decay_scope, probability_decay=cfg.mode.probability_decay,
-        beta=cfg.mode.beta, logit_lr=cfg.train.get("logit_lr"),
+        weight_decay_scope=cfg.mode.weight_decay_scope, probability_decay=cfg.regularizer.probability_decay,
+        beta=cfg.regularizer.beta, logit_lr=cfg.train.get("logit_lr"),
     )
     trainer = build_trainer(cfg, out, discrete)
     if isinstance(trainer.accelerator, CPUAccelerator):

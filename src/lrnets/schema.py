@@ -102,6 +102,11 @@ class Mode:
     first_layer: str = _one_of("discrete", "full_precision")
     weight_decay_scope: str = allowed(lambda v: v in ("last", "all"), "choose 'last' (the "
                                       "softmax layer only) or 'all'")
+
+
+@dataclass
+class Regularizer:  # on the weight distributions' logits and probabilities
+    name: str = MISSING
     probability_decay: float = _at_least(0)
     beta: float = _at_least(0)
 
@@ -141,6 +146,7 @@ class Config:
     train: Train = _section(Train)
     dataset: Dataset = _section(Dataset)
     mode: Mode = _section(Mode)
+    regularizer: Regularizer = _section(Regularizer)
     init: Init = _section(Init)
     eval: Eval = _section(Eval)
 
