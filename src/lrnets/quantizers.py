@@ -32,6 +32,8 @@ class Quantizer(metaclass=ABCMeta):
 
     #: What the quantised weights cost at inference beside additions (the results file says it).
     multiplications = "none"
+    #: The values of the forward weight, before a scale (``multiplications`` says if there is one).
+    levels: tuple[float, ...] = (-1.0, 1.0)
 
     @abstractmethod
     def __call__(self, weight: Tensor) -> Tensor:
@@ -62,6 +64,8 @@ class Ternary(Quantizer):
     """w_t = sign(w) where |w| > threshold, else 0: no scale, weights exactly in {-1, 0, 1}.
     With latent weights clipped to [-1, 1] and ``threshold=0.5`` it rounds to the nearest value."""
 
+    levels = (-1.0, 0.0, 1.0)
+
     def __init__(self, threshold: float = 0.5):
         self.threshold = threshold
 
@@ -85,6 +89,7 @@ class ScaledTernary(Quantizer):
     The scale is one number per layer; each output channel's sum is multiplied by it."""
 
     multiplications = "one per output channel"
+    levels = (-1.0, 0.0, 1.0)
 
     def __init__(self, threshold_factor: float = 0.7):
         self.threshold_factor = threshold_factor

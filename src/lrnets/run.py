@@ -40,11 +40,12 @@ from lrnets.module import LRNetModule
 from lrnets.quantized_layers import quantized_layers, weight_multiplications
 from lrnets.reference import obtain_reference
 from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK, TENSORBOARD,
-                               Results, error_figures, where, write_results)
+                               SUMMARY, Results, error_figures, where, write_results)
 from lrnets.resume import LastCheckpoint, RecordConfig, resume_checkpoint, resume_hint
 from lrnets.schema import validate
 from lrnets.seeding import EpochSeed
 from lrnets.sign_models import build_sign_network
+from lrnets.summary import summary_text
 
 
 def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> Network:
@@ -172,6 +173,10 @@ def train(cfg: DictConfig) -> dict:
         beta=cfg.regularizer.beta, logit_lr=cfg.train.get("logit_lr"),
     )
     trainer = build_trainer(cfg, out, discrete)
+    if trainer.is_global_zero:  # instead of Lightning's summary
+        text = summary_text(model, torch.zeros(1, dm.in_channels, dm.image_size, dm.image_size))
+        (out / SUMMARY).write_text(text + "\n")
+        print(text, flush=True)
     if isinstance(trainer.accelerator, CPUAccelerator):
         keep_freed_memory()
     try:

@@ -1,6 +1,7 @@
 """The run folder: every file a run writes, by name, and the reader and writer of its results.
 
     <run>/results.json                 the results record (``write_results`` / ``read_results``)
+    <run>/model_summary.txt            the network in bits (``lrnets.summary``)
     <run>/checkpoints/last.ckpt        Lightning's, every epoch (``ckpt_path=last`` continues it)
     <run>/checkpoints/previous.ckpt    the epoch before, the fallback for a damaged last.ckpt
     <run>/checkpoints/network.pt       the trained network's state (weight distributions)
@@ -28,6 +29,7 @@ INTERRUPTED = CHECKPOINTS / "interrupted.ckpt"
 NETWORK = CHECKPOINTS / "network.pt"
 DISCRETE = CHECKPOINTS / "discrete.pt"
 RESULTS = Path("results.json")
+SUMMARY = Path("model_summary.txt")
 TENSORBOARD = Path("tensorboard")
 CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
