@@ -121,3 +121,20 @@ def test_imagenet_folder_tree_trains_resnet18(smoke_config, tmp_path):
     results = train(cfg)
     assert results["arch"] == "resnet18" and results["status"] == "completed"
     assert len(results["selection"]["candidates"]) == cfg.eval.num_samples + 1
+
+
+def test_the_dashboard_names_layers_as_the_paper_and_logs_initialisation(smoke_config):
+    """Per discrete layer (conv1, conv2, fc1): entropy, mean max-probability and flip ratio every
+    epoch; histograms at initialisation (step 0) and after each epoch (step = epochs done)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    results = train(smoke_config("mode=ternary", "init=random", "arch=lenet", "train.epochs=2"))
+    events = EventAccumulator(results["paths"]["tensorboard"], size_guidance={"histograms": 0})
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    for layer in ("conv1", "conv2", "fc1"):
+        assert {f"entropy/{layer}", f"max_probability/{layer}", f"flip_ratio/{layer}"} <= scalars
+    flips = [e.value for e in events.Scalars("flip_ratio/fc1")]
+    assert len(flips) == 2 and all(0 <= f <= 1 for f in flips)
+    assert [e.step for e in events.Histograms("p_zero/conv1")] == [0, 1, 2]
+    assert "final/test_error" in scalars and "hparams/test_error" in scalars
+    assert "hp_metric" not in scalars

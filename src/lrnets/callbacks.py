@@ -14,6 +14,7 @@ from lrnets.distributed import rank_shard
 from lrnets.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights, fixed_weights,
                                recalibrate_batch_norm, select_discrete_network)
 from lrnets.layers import DiscreteConv2d
+from lrnets.summary import layer_names
 
 
 class EpochTimer(pl.Callback):
@@ -38,25 +39,59 @@ class EpochTimer(pl.Callback):
 
 
 class DistributionMonitor(pl.Callback):
-    """Per-layer mean entropy every epoch; histograms of P(w=0) and P(w=1|w!=0) and the first
-    layer's kernels (most probable weights: black -1, gray 0, white +1) in TensorBoard."""
+    """What the weight distributions do, in TensorBoard, per discrete layer named as the paper
+    names it (``conv1``, ``fc1``; ``lrnets.summary.layer_names``):
 
+    - every epoch: the mean entropy (Appendix B), the mean probability of the most probable
+      value, and the flip ratio, the share of weights whose most probable value changed since
+      the epoch before (since initialisation after the first);
+    - at initialisation (step 0) and after every epoch (step = epochs done): histograms of
+      P(w=0) and P(w=1|w!=0) and the first layer's kernels (most probable weights: black -1,
+      gray 0, white +1), so that before and after can be compared.
+    """
+
+    def __init__(self):
+        self._modes: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        layers = self._layers(module)
+        self._modes = {name: layer.distribution.probs().argmax(-1).to(torch.uint8)
+                       for name, layer in layers.items()}
+        if trainer.global_step == 0:  # not again when a run resumes
+            self._images(trainer, module, layers, step=0)
+
+    @torch.no_grad()
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        layers = discrete_layers(module.model)
-        with torch.no_grad():
-            for name, layer in layers.items():
-                module.log(f"entropy/{name}", layer.distribution.entropy().mean(), sync_dist=True)
+        layers = self._layers(module)
+        for name, layer in layers.items():
+            probs = layer.distribution.probs()
+            top, mode = probs.max(-1)
+            mode = mode.to(torch.uint8)
+            module.log(f"entropy/{name}", layer.distribution.entropy().mean(), sync_dist=True)
+            module.log(f"max_probability/{name}", top.mean(), sync_dist=True)
+            if name in self._modes:
+                flips = (mode != self._modes[name]).float().mean()
+                module.log(f"flip_ratio/{name}", flips, sync_dist=True)
+            self._modes[name] = mode
+        self._images(trainer, module, layers, step=trainer.current_epoch + 1)
+
+    @staticmethod
+    def _layers(module: pl.LightningModule) -> dict:
+        names = layer_names(module.model)
+        return {names[name]: layer for name, layer in discrete_layers(module.model).items()}
+
+    @staticmethod
+    def _images(trainer: pl.Trainer, module: pl.LightningModule, layers: dict, step: int) -> None:
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_histogram") or not trainer.is_global_zero:
             return
-        step = trainer.current_epoch
-        with torch.no_grad():
-            for name, layer in layers.items():
-                for key, p in layer.distribution.bernoulli_probabilities().items():
-                    experiment.add_histogram(f"{key}/{name}", p, step)
-            kernels = first_layer_kernels(module.model)
-            if kernels is not None:
-                experiment.add_image("first_layer_kernels", kernels, step)
+        for name, layer in layers.items():
+            for key, p in layer.distribution.bernoulli_probabilities().items():
+                experiment.add_histogram(f"{key}/{name}", p, step)
+        kernels = first_layer_kernels(module.model)
+        if kernels is not None:
+            experiment.add_image("first_layer_kernels", kernels, step)
 
 
 def first_layer_kernels(model: nn.Module, count: int = 25) -> torch.Tensor | None:

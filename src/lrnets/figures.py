@@ -37,6 +37,7 @@ from lrnets.models import Network
 from lrnets.reproduce import run_folder
 from lrnets.run_folder import CONFIG, NETWORK, TENSORBOARD, read_results
 from lrnets.run import build_network
+from lrnets.summary import layer_names
 
 
 @dataclass
@@ -264,11 +265,13 @@ def scalars(folder: Path, prefix: str) -> dict[str, list[tuple[int, float]]]:
 def entropy_curves(run: LoadedRun) -> dict[str, list[float]]:
     """Average entropy (nats) of every discrete layer: at initialisation, then after every
     epoch (the ``entropy/<layer>`` scalars ``DistributionMonitor`` logs)."""
-    initial = discrete_layers(initial_network(run))
+    network = initial_network(run)
+    labels = layer_names(network)  # the tags' names; runs before them: the module names
     logged = scalars(run.folder, "entropy/")
-    return {name: [float(layer.distribution.entropy().mean())]
-            + [value for _, value in logged.get(f"entropy/{name}", [])]
-            for name, layer in initial.items()}
+    return {labels[name]: [float(layer.distribution.entropy().mean())]
+            + [value for _, value in logged.get(f"entropy/{labels[name]}",
+                                                logged.get(f"entropy/{name}", []))]
+            for name, layer in discrete_layers(network).items()}
 
 
 def plot_entropy(curves: dict[str, dict[str, list[float]]]) -> Figure:

@@ -26,6 +26,7 @@ from lrnets.callbacks import (BatchNormReestimation, DistributionMonitor, EpochT
 from lrnets.console import choosing_line, final_lines, progress_callbacks, quiet
 from lrnets.cpu_memory import keep_freed_memory
 from lrnets.data import build_datamodule
+from lrnets.decisive import decisive_config
 from lrnets.discrete_checkpoint import discrete_meta, save_discrete_network
 from lrnets.distributed import all_ranks, examples_counted, rank_shard
 from lrnets.errors import ConfigError
@@ -146,7 +147,8 @@ def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
         if cfg.activation.name == "sign" and cfg.activation.bn_reestimation_batches:
             callbacks.append(BatchNormReestimation(cfg.activation.bn_reestimation_batches))
     progress, bar = progress_callbacks(cfg.trainer.enable_progress_bar)
-    logger = TensorBoardLogger(save_dir=str(out), name=str(TENSORBOARD), version="")
+    logger = TensorBoardLogger(save_dir=str(out), name=str(TENSORBOARD), version="",
+                               default_hp_metric=False)  # the final errors fill HPARAMS instead
     return instantiate(cfg.trainer, callbacks=callbacks + progress, logger=logger,
                        default_root_dir=str(out), enable_progress_bar=bar)
 
@@ -230,7 +232,7 @@ def train(cfg: DictConfig) -> dict:
     results["wall_time_s"] = round(time.time() - started, 1)
     results.update(next(c for c in trainer.callbacks if isinstance(c, EpochTimer)).summary())
     results["paths"] = where(out)
-    _log_final(trainer, results)
+    _log_final(trainer, cfg, results)
     if trainer.is_global_zero:
         write_results(out, results)
         print(final_lines(results))
@@ -252,12 +254,18 @@ def _record_stop(err: BaseException, trainer: pl.Trainer, cfg: DictConfig, out: 
     raise stop.error from None
 
 
-def _log_final(trainer: pl.Trainer, results: dict) -> None:
-    """The final test figures, in TensorBoard next to the training curves."""
+def _log_final(trainer: pl.Trainer, cfg: DictConfig, results: Results) -> None:
+    """The final errors in TensorBoard: beside the training curves (``final/*``, on their step
+    axis) and in the HPARAMS tab with the settings that decide the run (``hparams/*``), so
+    that the runs of a sweep are compared there."""
     experiment = getattr(trainer.logger, "experiment", None)
     if experiment is None or not trainer.is_global_zero:
         return
-    for key, value in results.items():
-        if key.endswith("_error") and isinstance(value, float):
-            experiment.add_scalar(f"final/{key}", value, trainer.current_epoch)
+    errors = {key: value for key, value in results.items()
+              if key.endswith("_error") and isinstance(value, float)}
+    for key, value in errors.items():
+        experiment.add_scalar(f"final/{key}", value, trainer.global_step)
+    settings = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
+                for key, value in decisive_config(cfg).items()}
+    trainer.logger.log_hyperparams(settings, {f"hparams/{key}": v for key, v in errors.items()})
     experiment.flush()
