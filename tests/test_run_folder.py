@@ -41,3 +41,11 @@ def test_a_key_the_record_does_not_declare_is_refused(tmp_path):
     with pytest.raises(ValueError, match="test_eror"):
         write_results(tmp_path, {"status": "completed", "test_eror": 0.1})
     assert read_results(tmp_path) is None
+
+
+def test_figures_are_written_rounded_to_what_they_mean(tmp_path):
+    write_results(tmp_path, {"test_error": 1 - 9935 / 10000, "eval_examples": {"test": 10000},
+                             "selection": {"candidates": [{"val_acc": 4957 / 5000 + 1e-15}]}})
+    results = read_results(tmp_path)
+    assert results["test_error"] == 0.0065 and results["eval_examples"]["test"] == 10000
+    assert results["selection"]["candidates"][0]["val_acc"] == 0.9914

@@ -138,3 +138,15 @@ def test_the_dashboard_names_layers_as_the_paper_and_logs_initialisation(smoke_c
     assert [e.step for e in events.Histograms("p_zero/conv1")] == [0, 1, 2]
     assert "final/test_error" in scalars and "hparams/test_error" in scalars
     assert "hp_metric" not in scalars
+
+
+def test_an_ensemble_of_one_is_its_sampled_network_and_larger_ones_are_reported(smoke_config,
+                                                                                capsys):
+    one = train(smoke_config("mode=ternary", "init=random", "eval.ensemble=1", run="one"))
+    sample_0 = next(c for c in one["selection"]["candidates"] if c["name"] == "sample_0")
+    assert one["ensemble_size"] == 1
+    assert one["ensemble_test_error"] == pytest.approx(1 - sample_0["test_acc"], abs=1e-6)
+    three = train(smoke_config("mode=ternary", "init=random", "eval.ensemble=3",
+                               "eval.recalibrate_bn=true", run="three"))
+    assert three["ensemble_size"] == 3 and 0 <= three["ensemble_test_error"] <= 1
+    assert "ensemble of 3 sampled networks" in capsys.readouterr().out

@@ -103,6 +103,10 @@ def final_lines(results: Results) -> str:
                          f"{spread(results, 'test', recalibrated)}; most probable network val "
                          f"{percent(mode_error(results, 'val', recalibrated))}, test "
                          f"{percent(mode_error(results, 'test', recalibrated))}")
+    if "ensemble_size" in results:
+        size = results["ensemble_size"]
+        lines.append(f"  ensemble of {size} sampled networks (averaged softmax; {size} networks "
+                     f"at inference): test {percent(results['ensemble_test_error'])}")
     paths = results["paths"]
     lines += [f"results:     {paths['results']}", f"checkpoints: {paths['checkpoints']}",
               f"tensorboard: {sys.executable} -m tensorboard.main --logdir {paths['tensorboard']}"]

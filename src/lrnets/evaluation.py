@@ -8,6 +8,9 @@ the stochastic pre-activations); both figures are reported then.
 
 Candidates are set in place on the one model (no rebuilds), and every sample is drawn from a
 generator seeded by (seed, index), so the same candidates come out on every process.
+
+``ensemble_accuracy`` takes sec. 4.4 further: the softmax of N sampled networks averaged (the
+candidates ``sample_0`` ... ``sample_<N-1>``), at the cost of running N networks.
 """
 from __future__ import annotations
 
@@ -165,6 +168,36 @@ class Selection:
         return out
 
 
+def sample_seed(seed: int, index: int) -> int:
+    """The generator seed of the ``index``-th sampled network of a run with ``seed``."""
+    return seed * 1000 + index
+
+
+@torch.no_grad()
+def ensemble_accuracy(model: nn.Module, data: EvalData, num_networks: int, seed: int,
+                      recalibrate_bn: bool = False, recalibration_batches: int = 20) -> float:
+    """Test accuracy of the average softmax of the first ``num_networks`` sampled networks,
+    each with its batch-norm statistics re-estimated when ``recalibrate_bn``."""
+    device = next(model.parameters()).device
+    total: Tensor | None = None
+    for index in range(num_networks):
+        with fixed_weights(model, draw_weights(model, sample_seed(seed, index))), \
+                preserved_batch_norm(model):
+            if recalibrate_bn:
+                recalibrate_batch_norm(model, data.calibration, data.transform,
+                                       recalibration_batches)
+            model.eval()
+            probs = torch.cat([model(data.transform(x.to(device), train=False)).softmax(-1)
+                               for x, _ in data.test])
+        total = probs if total is None else total.add_(probs)
+    labels = torch.cat([y for _, y in data.test]).to(device)
+    counts = torch.stack([(total.argmax(-1) == labels).sum(),
+                          torch.tensor(len(labels), device=device)]).float()
+    if data.reduce is not None:
+        counts = data.reduce(counts)
+    return (counts[0] / counts[1].clamp_min(1)).item()
+
+
 def select_discrete_network(model: nn.Module, data: EvalData, num_samples: int, seed: int,
                             recalibrate_bn: bool = False, recalibration_batches: int = 20) -> Selection:
     """Score the mode and ``num_samples`` sampled networks; keep the best on validation.
@@ -174,10 +207,9 @@ def select_discrete_network(model: nn.Module, data: EvalData, num_samples: int, 
     """
     selection = Selection()
     best = -1.0
-    sample_seeds = [None] + [seed * 1000 + i for i in range(num_samples)]
-    for sample_seed in sample_seeds:
-        weights = draw_weights(model, sample_seed)
-        scores = {"name": "mode" if sample_seed is None else f"sample_{sample_seed % 1000}"}
+    for index in [None, *range(num_samples)]:  # the mode, then the samples
+        weights = draw_weights(model, None if index is None else sample_seed(seed, index))
+        scores = {"name": "mode" if index is None else f"sample_{index}"}
         with fixed_weights(model, weights), preserved_batch_norm(model):
             variants = [("", False)] + ([("_recalibrated", True)] if recalibrate_bn else [])
             for suffix, recalibrate in variants:

@@ -31,7 +31,7 @@ from lrnets.discrete_checkpoint import discrete_meta, save_discrete_network
 from lrnets.distributed import all_ranks, examples_counted, rank_shard
 from lrnets.errors import ConfigError
 from lrnets.evaluation import (EvalData, accuracy, chosen_network, discrete_layers,
-                               predictions, select_discrete_network)
+                               ensemble_accuracy, predictions, select_discrete_network)
 from lrnets.faults import FiniteLoss, InterruptCheckpoint, stopped_run
 from lrnets.initialization import (init_from_full_precision, load_network_state, network_file,
                                    random_init)
@@ -41,7 +41,8 @@ from lrnets.module import LRNetModule
 from lrnets.quantized_layers import quantized_layers, weight_multiplications
 from lrnets.reference import obtain_reference
 from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK, TENSORBOARD,
-                               SUMMARY, Results, error_figures, where, write_results)
+                               SUMMARY, Results, error_figures, rounded, where,
+                               write_results)
 from lrnets.resume import LastCheckpoint, RecordConfig, resume_checkpoint, resume_hint
 from lrnets.schema import validate
 from lrnets.seeding import EpochSeed
@@ -213,6 +214,10 @@ def train(cfg: DictConfig) -> dict:
         results.update(error_figures(summary))
         results["selection"] = summary
         results["chosen_by_rank"] = all_ranks(summary["chosen"]["name"], trainer)
+        if ev.ensemble:
+            results["ensemble_size"] = ev.ensemble
+            results["ensemble_test_error"] = 1 - ensemble_accuracy(
+                model, data, ev.ensemble, cfg.seed, ev.recalibrate_bn, ev.recalibration_batches)
         if trainer.is_global_zero:
             with chosen_network(model, selection):
                 test_predictions = predictions(model, dm.test_dataloader(), dm.batch_transform)
@@ -232,6 +237,7 @@ def train(cfg: DictConfig) -> dict:
     results["wall_time_s"] = round(time.time() - started, 1)
     results.update(next(c for c in trainer.callbacks if isinstance(c, EpochTimer)).summary())
     results["paths"] = where(out)
+    results = rounded(results)  # as the file holds it
     _log_final(trainer, cfg, results)
     if trainer.is_global_zero:
         write_results(out, results)

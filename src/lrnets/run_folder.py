@@ -65,6 +65,8 @@ class Results(TypedDict, total=False):
     test_error_top5: float
     chosen: str                 # mode or sample_<i>
     recalibrated_bn: bool
+    ensemble_size: int          # eval.ensemble: sampled networks averaged (the cost: N networks)
+    ensemble_test_error: float  # their averaged softmax's
     mode_val_error: float       # the most probable network, batch norm as trained
     mode_test_error: float
     mode_val_error_recalibrated: float
@@ -133,12 +135,25 @@ def read_results(folder: Path) -> Results | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def rounded(value: object) -> object:
+    """Numbers as they mean something: six significant digits, so that an error of k / N
+    examples reads 0.0065, not 0.006500000000000061 (exact for splits of up to 10^6 examples
+    whose size divides a power of ten, as 5,000, 10,000 and 50,000 do)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [rounded(item) for item in value]
+    return value
+
+
 def write_results(folder: Path, results: Results) -> None:
-    """Write the record; a key ``Results`` does not declare is a programming error."""
+    """Write the record, rounded; a key ``Results`` does not declare is a programming error."""
     undeclared = sorted(set(results) - set(Results.__annotations__))
     if undeclared:
         raise ValueError(f"results.json keys not declared in lrnets.run_folder.Results: {undeclared}")
-    (Path(folder) / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
+    (Path(folder) / RESULTS).write_text(json.dumps(rounded(results), indent=2) + "\n")
 
 
 def where(folder: Path) -> dict[str, str]:

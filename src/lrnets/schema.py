@@ -131,6 +131,8 @@ class Init:
 @dataclass
 class Eval:
     num_samples: int = _at_least(1, "sample at least 1 network")
+    ensemble: int = _at_least(0, "use 0 (no ensemble) or the number of sampled networks to "
+                                 "average")
     every_n_epochs: int = _at_least(0, "use 0 (only after training) or a positive number of "
                                        "epochs")
     recalibrate_bn: bool = MISSING
