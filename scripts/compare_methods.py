@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from lrnets.console import percent, spread
-from lrnets.run_folder import RESULTS, Results, mode_error, read_results
+from lrnets.run_folder import RESULTS, Results, most_probable_error, read_results
 
 COLUMNS = ["dataset", "mode", "epochs", "test error", "val error", "mode network test error",
            "samples test error (mean ± std)", "multiplications", "wall time"]
@@ -27,7 +27,7 @@ def row(results: Results) -> list[str]:
     recalibrated = bool(results.get("recalibrated_bn"))
     return [results["dataset"], results["mode"], str(results["epochs"]),
             percent(results["test_error"]), percent(results["val_error"]),
-            percent(mode_error(results, "test", recalibrated)),
+            percent(most_probable_error(results, "test", recalibrated)),
             spread(results, "test", recalibrated),
             results.get("multiplications", "—"), f"{results['wall_time_s']:.0f} s"]
 

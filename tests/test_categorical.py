@@ -58,8 +58,8 @@ def test_samples_lie_on_the_grid_with_their_probabilities(name):
 def test_mode_is_the_argmax(name):
     dist = _randomised(GRIDS[name])
     p = dist.probs()
-    assert torch.equal(dist.mode(), dist.values[p.argmax(-1)])
-    assert torch.equal(dist.index_of(dist.mode()), p.argmax(-1))
+    assert torch.equal(dist.most_probable(), dist.values[p.argmax(-1)])
+    assert torch.equal(dist.index_of(dist.most_probable()), p.argmax(-1))
 
 
 def test_grid_probabilities_put_p_max_on_the_nearest_value_linearly_in_between():
@@ -84,7 +84,7 @@ def test_initialisation_spreads_weights_evenly_and_keeps_their_order(name):
     weight = torch.cat([half, -half])  # as many negative weights as positive ones
     dist = CategoricalWeights(weight.shape, GRIDS[name])
     dist.init_from_weights(weight, p_min=0.05, p_max=0.95)
-    fractions = torch.stack([(dist.mode() == v).float().mean() for v in dist.values])
+    fractions = torch.stack([(dist.most_probable() == v).float().mean() for v in dist.values])
     assert torch.allclose(fractions, torch.full_like(fractions, 1 / len(dist.values)), atol=2e-3)
     assert dist.probs().max(-1).values.max() <= 0.95 + 1e-6
     order = weight.argsort()

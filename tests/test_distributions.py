@@ -50,8 +50,8 @@ def test_samples_take_allowed_values_with_their_probabilities(cls):
 def test_mode_is_the_most_probable_value(cls):
     dist = _randomised(cls)
     p = dist.probs()
-    assert torch.equal(dist.mode(), dist.values[p.argmax(-1)])
-    assert torch.all(p.gather(-1, dist.index_of(dist.mode()).unsqueeze(-1)).squeeze(-1)
+    assert torch.equal(dist.most_probable(), dist.values[p.argmax(-1)])
+    assert torch.all(p.gather(-1, dist.index_of(dist.most_probable()).unsqueeze(-1)).squeeze(-1)
                      == p.max(-1).values)
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from lrnets.evaluation import Selection
 
-from lrnets.run_folder import (error_figures, mode_error, read_results, samples_error,
+from lrnets.run_folder import (error_figures, most_probable_error, read_results, samples_error,
                                write_results)
 
 
@@ -22,8 +22,8 @@ def test_error_figures_are_written_and_read_back(tmp_path):
     write_results(tmp_path, {"status": "completed", **figures})
     results = read_results(tmp_path)
     assert results["test_error"] == pytest.approx(0.19) and results["chosen"] == "mode"
-    assert mode_error(results, "test", recalibrated=False) == pytest.approx(0.20)
-    assert mode_error(results, "val", recalibrated=True) == pytest.approx(0.09)
+    assert most_probable_error(results, "test", recalibrated=False) == pytest.approx(0.20)
+    assert most_probable_error(results, "val", recalibrated=True) == pytest.approx(0.09)
     mean, std = samples_error(results, "test", recalibrated=False)
     assert mean == pytest.approx(0.50) and std == pytest.approx(0.10)
     assert samples_error(results, "val", recalibrated=True)[0] == pytest.approx(0.39)
@@ -33,7 +33,7 @@ def test_figures_not_scored_read_as_none(tmp_path):
     candidates = [{"name": "mode", "val_acc": 0.9, "test_acc": 0.8}]
     chosen = {"name": "mode", "recalibrated_bn": False, "val_acc": 0.9, "test_acc": 0.8}
     results = error_figures(Selection(candidates=candidates, chosen=chosen).summary())
-    assert mode_error(results, "test", recalibrated=True) is None
+    assert most_probable_error(results, "test", recalibrated=True) is None
     assert samples_error(results, "test", recalibrated=False) is None
 
 

@@ -84,7 +84,8 @@ class DistributionMonitor(pl.Callback):
     @staticmethod
     def _images(trainer: pl.Trainer, module: pl.LightningModule, layers: dict, step: int) -> None:
         experiment = getattr(trainer.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_histogram") or not trainer.is_global_zero:
+        if (experiment is None or not hasattr(experiment, "add_histogram")
+                or not trainer.is_global_zero):
             return
         for name, layer in layers.items():
             for key, p in layer.distribution.bernoulli_probabilities().items():
@@ -101,7 +102,7 @@ def first_layer_kernels(model: nn.Module, count: int = 25) -> torch.Tensor | Non
     first = next((m for m in model.modules() if isinstance(m, (DiscreteConv2d, nn.Conv2d))), None)
     if first is None:
         return None
-    weight = first.distribution.mode() if isinstance(first, DiscreteConv2d) else first.weight
+    weight = first.distribution.most_probable() if isinstance(first, DiscreteConv2d) else first.weight
     kernels = weight.detach()[:count, :1].float()
     kernels = kernels / kernels.abs().amax().clamp_min(1e-12)
     return make_grid(0.5 + 0.5 * kernels, nrow=5, padding=1, pad_value=0.5)

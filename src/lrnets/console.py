@@ -17,7 +17,7 @@ import warnings
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-from lrnets.run_folder import Results, Split, mode_error, samples_error
+from lrnets.run_folder import Results, Split, most_probable_error, samples_error
 
 _LIGHTNING_INFO = ("pytorch_lightning", "lightning_fabric", "lightning")  # their loggers' roots
 
@@ -95,14 +95,14 @@ def final_lines(results: Results) -> str:
         bn = "re-estimated" if results.get("recalibrated_bn") else "as trained"
         lines[0] += f", the network chosen on validation: {results['chosen']}, batch norm {bn}"
         variants = [(False, "as trained")]
-        if mode_error(results, "test", recalibrated=True) is not None:
+        if most_probable_error(results, "test", recalibrated=True) is not None:
             variants.append((True, "re-estimated"))
         for recalibrated, label in variants:
             lines.append(f"  batch norm {label}: sampled networks val "
                          f"{spread(results, 'val', recalibrated)}, test "
                          f"{spread(results, 'test', recalibrated)}; most probable network val "
-                         f"{percent(mode_error(results, 'val', recalibrated))}, test "
-                         f"{percent(mode_error(results, 'test', recalibrated))}")
+                         f"{percent(most_probable_error(results, 'val', recalibrated))}, test "
+                         f"{percent(most_probable_error(results, 'test', recalibrated))}")
     if "ensemble_size" in results:
         size = results["ensemble_size"]
         lines.append(f"  ensemble of {size} sampled networks (averaged softmax; {size} networks "

@@ -72,7 +72,7 @@ class WeightDistribution(nn.Module, metaclass=ABCMeta):
         index = (u > cdf[..., :-1]).sum(-1)
         return self.values[index]
 
-    def mode(self) -> Tensor:
+    def most_probable(self) -> Tensor:
         """The most probable weight of every entry."""
         return self.values[self.probs().argmax(-1)]
 
@@ -329,7 +329,7 @@ class CategoricalWeights(WeightDistribution):
     def variance(self) -> Tensor:
         return self.moments()[1]
 
-    def mode(self) -> Tensor:
+    def most_probable(self) -> Tensor:
         return self.values[self.theta.max(0).indices]  # faster than argmax(0) on a CPU
 
     @torch.no_grad()

@@ -35,7 +35,7 @@ def draw_weights(model: nn.Module, sample_seed: int | None) -> dict[str, Tensor]
     """Discrete weights of every LR layer: the mode when ``sample_seed`` is None, else a sample."""
     layers = discrete_layers(model)
     if sample_seed is None:
-        return {name: layer.distribution.mode() for name, layer in layers.items()}
+        return {name: layer.distribution.most_probable() for name, layer in layers.items()}
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(sample_seed)
     return {name: layer.distribution.sample(generator) for name, layer in layers.items()}

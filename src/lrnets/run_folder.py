@@ -12,8 +12,8 @@
 
 Everything else refers to these names; nothing else spells them. The results record is the
 ``Results`` typed dict: ``write_results`` refuses a key it does not declare, and the error
-figures are named by ``figure_key`` alone (``error_figures`` writes them, ``mode_error`` and
-``samples_error`` read them).
+figures are named by ``figure_key`` alone (``error_figures`` writes them,
+``most_probable_error`` and ``samples_error`` read them).
 """
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def error_figures(selection: dict) -> Results:
     return figures
 
 
-def mode_error(results: Results, split: Split, recalibrated: bool) -> float | None:
+def most_probable_error(results: Results, split: Split, recalibrated: bool) -> float | None:
     """The most probable network's error on ``split``; None where it was not scored."""
     return results.get(figure_key("mode", split, recalibrated))
 
@@ -126,7 +126,9 @@ def samples_error(results: Results, split: Split,
     """Mean and standard deviation of the sampled networks' error on ``split``; None where none
     was scored."""
     mean = results.get(figure_key("samples", split, recalibrated, "mean"))
-    return None if mean is None else (mean, results[figure_key("samples", split, recalibrated, "std")])
+    if mean is None:
+        return None
+    return mean, results[figure_key("samples", split, recalibrated, "std")]
 
 
 def read_results(folder: Path) -> Results | None:
@@ -152,7 +154,8 @@ def write_results(folder: Path, results: Results) -> None:
     """Write the record, rounded; a key ``Results`` does not declare is a programming error."""
     undeclared = sorted(set(results) - set(Results.__annotations__))
     if undeclared:
-        raise ValueError(f"results.json keys not declared in lrnets.run_folder.Results: {undeclared}")
+        raise ValueError(f"results.json keys not declared in lrnets.run_folder.Results: "
+                         f"{undeclared}")
     (Path(folder) / RESULTS).write_text(json.dumps(rounded(results), indent=2) + "\n")
 
 

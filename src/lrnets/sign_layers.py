@@ -43,7 +43,7 @@ class MomentPropagation(TrainingMethod):
 
     def forward(self, layer: DiscreteLayer, x: Activation) -> Activation:
         if not layer.training:
-            return layer.linear_op(x, layer.distribution.mode().to(x.dtype))
+            return layer.linear_op(x, layer.distribution.most_probable().to(x.dtype))
         if isinstance(x, Gaussian):
             w_mean, w_var = layer.distribution.moments()
             return linear_moments(layer.linear_op, x, w_mean.to(x.mean.dtype),
