@@ -11,7 +11,7 @@ from lrnets.errors import ConfigError
 from lrnets.evaluation import accuracy
 from lrnets.config import compose_config
 from lrnets.reproduce import Cell, merge_overrides, plan_cell, scaled_schedule
-from lrnets.tables import TABLE1, available_modes, table_cells
+from lrnets.tables import TABLE1, available_modes, cell_row, table_cells
 from tests.test_figures import load_script
 
 
@@ -155,3 +155,12 @@ def test_table2_smoke_run_reports_top1_and_top5(tmp_path):
     assert row["seeds"] == 1 and row["ours"]["test_error"] and row["ours"]["test_error_top5"]
     assert row["ours"]["test_error_top5"][0] <= row["ours"]["test_error"][0]
     assert (tmp_path / "table2_smoke.md").is_file() and (tmp_path / "table2_smoke.csv").is_file()
+
+
+def test_a_run_in_progress_is_named_so_in_the_table(tmp_path):
+    checkpoints = tmp_path / "synthetic_binary" / "seed0" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save({"epoch": 4}, checkpoints / "last.ckpt")  # 5 epochs trained
+    cell = Cell("synthetic_binary", ("dataset=synthetic", "mode=binary"))
+    row = cell_row(TABLE1, cell, "synthetic", "binary", [0, 1], tmp_path)
+    assert row.status == f"seed 0: in progress, 5 of {row.epochs_full} epochs; seed 1: not run"

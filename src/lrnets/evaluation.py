@@ -105,16 +105,21 @@ def accuracy(model: nn.Module, loader: Iterable, transform: nn.Module,
     processes."""
     device = next(model.parameters()).device
     model.eval()
-    counts = torch.zeros(2, device=device)
+    counts = torch.zeros(2, dtype=torch.long, device=device)  # exact: correct, examples
     for x, y in loader:
         y = y.to(device)
         logits = model(transform(x.to(device), train=False))
         top = logits.topk(min(top_k, logits.shape[-1]), dim=-1).indices
         hits = (top == y.unsqueeze(-1)).any(-1)
         counts += torch.stack([hits.sum(), torch.tensor(len(y), device=device)])
-    if reduce is not None:
-        counts = reduce(counts)
-    return (counts[0] / counts[1].clamp_min(1)).item()
+    return _fraction(reduce(counts) if reduce is not None else counts)
+
+
+def _fraction(counts: Tensor) -> float:
+    """correct / examples of a (correct, examples) count, in float64 (1 - 9944 / 10000 is
+    0.0056 to the last digit that counts, not float32's 0.00559998)."""
+    correct, examples = counts.tolist()
+    return correct / max(examples, 1)
 
 
 @torch.no_grad()
@@ -192,10 +197,8 @@ def ensemble_accuracy(model: nn.Module, data: EvalData, num_networks: int, seed:
         total = probs if total is None else total.add_(probs)
     labels = torch.cat([y for _, y in data.test]).to(device)
     counts = torch.stack([(total.argmax(-1) == labels).sum(),
-                          torch.tensor(len(labels), device=device)]).float()
-    if data.reduce is not None:
-        counts = data.reduce(counts)
-    return (counts[0] / counts[1].clamp_min(1)).item()
+                          torch.tensor(len(labels), device=device)])
+    return _fraction(data.reduce(counts) if data.reduce is not None else counts)
 
 
 def select_discrete_network(model: nn.Module, data: EvalData, num_samples: int, seed: int,

@@ -26,7 +26,7 @@ import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lrnets.errors import RunStopped
-from lrnets.run_folder import INTERRUPTED, LAST
+from lrnets.run_folder import INTERRUPTED, LAST, epochs_done
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM raised as an exception, so that it unwinds the run as Ctrl-C does."""
@@ -99,7 +99,7 @@ def stopped_run(exception: BaseException, trainer: pl.Trainer, out: Path,
     neither an interruption nor a diverged loss."""
     signum = next(cb.signum for cb in trainer.callbacks if isinstance(cb, InterruptCheckpoint))
     last = out / LAST
-    epochs = _epochs_in(last)
+    epochs = epochs_done(out)
     if epochs:
         kept = f"{last} holds the first {epochs} epoch(s)."
     else:
@@ -118,10 +118,3 @@ def stopped_run(exception: BaseException, trainer: pl.Trainer, out: Path,
         return StoppedRun({"status": "failed", "error": str(exception), **results},
                           RunStopped(reason, resume_hint, 1))
     return None
-
-
-def _epochs_in(checkpoint: Path) -> int:
-    """How many epochs the epoch-end checkpoint ``checkpoint`` holds (0 if there is none)."""
-    if not checkpoint.is_file():
-        return 0
-    return torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["epoch"] + 1

@@ -21,6 +21,8 @@ import json
 from pathlib import Path
 from typing import Literal, TypedDict
 
+import torch
+
 CHECKPOINTS = Path("checkpoints")
 LAST = CHECKPOINTS / "last.ckpt"
 PREVIOUS = CHECKPOINTS / "previous.ckpt"
@@ -157,6 +159,15 @@ def write_results(folder: Path, results: Results) -> None:
         raise ValueError(f"results.json keys not declared in lrnets.run_folder.Results: "
                          f"{undeclared}")
     (Path(folder) / RESULTS).write_text(json.dumps(rounded(results), indent=2) + "\n")
+
+
+def epochs_done(folder: Path) -> int:
+    """How many epochs the run in ``folder`` has trained: those its ``last.ckpt`` holds (0
+    when there is none)."""
+    last = Path(folder) / LAST
+    if not last.is_file():
+        return 0
+    return torch.load(last, map_location="cpu", weights_only=True, mmap=True)["epoch"] + 1
 
 
 def where(folder: Path) -> dict[str, str]:

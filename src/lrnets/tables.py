@@ -25,7 +25,7 @@ from lrnets.data.files import CIFAR_DIR, cifar10_matches_release, data_root
 from lrnets.errors import ConfigError
 from lrnets.reproduce import (Cell, cell_runs, check_extra_overrides, run_cells,
                               seed_folder)
-from lrnets.run_folder import NETWORK, OVERRIDES, read_results
+from lrnets.run_folder import NETWORK, OVERRIDES, epochs_done, read_results
 from lrnets.shipping import EXPORT, machine, ship_run, training_hours
 
 DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}
@@ -187,12 +187,20 @@ def cell_row(spec: TableSpec, cell: Cell, dataset: str, mode: str, seeds: list[i
     for key, _ in spec.metrics:
         values = [r[key] for r in done.values() if r.get(key) is not None]
         row.ours[key] = mean_std(values) if values else None
-    problems = [f"seed {s}: {'not run' if r is None else r.get('status')}"
+    problems = [f"seed {s}: {_state(seed_folder(runs_dir, cell, s), r, row.epochs_full)}"
                 for s, r in runs.items() if s not in done]
     row.status = "; ".join(problems) or "ok"
     overrides = {" ".join(_run_overrides(seed_folder(runs_dir, cell, s), cell)) for s in done}
     row.overrides = " | ".join(sorted(overrides))
     return row
+
+
+def _state(folder: Path, results: dict | None, epochs: int) -> str:
+    """What an unfinished run is: stopped or failed (its results say), in progress, not run."""
+    if results is not None:
+        return results.get("status")
+    trained = epochs_done(folder)
+    return f"in progress, {trained} of {epochs} epochs" if trained else "not run"
 
 
 def paper_only_rows(spec: TableSpec, datasets: list[str]) -> list[CellRow]:
