@@ -22,6 +22,7 @@ from lrnets.moments import (Gaussian, batch_moments, max_moments, max_pool2x2_mo
                             relaxed_sign_sample, sign_moments)
 from lrnets.module import LRNetModule
 from lrnets.run import build_network, train
+from lrnets.schema import validate
 from lrnets.sign_layers import (MomentBatchNorm1d, MomentPropagation, Sign,
                                 ThresholdSign, fold_thresholds)
 from lrnets.sign_models import SignNetwork
@@ -276,10 +277,19 @@ def test_batch_norm_statistics_are_those_of_the_discrete_network_after_training(
     (["mode=full_precision"], "activation=sign"),
     (["mode.first_layer=full_precision"], "activation=sign"),
     (["arch=resnet18"], "arch='resnet18'"),
-    (["activation.propagation=exact"], "activation.propagation"),
-    (["activation.temperature=0"], "activation.temperature"),
 ])
 def test_what_sign_networks_cannot_do_is_refused(tmp_path, overrides, match):
     cfg = compose_config(tmp_path, "activation=sign", *overrides)
     with pytest.raises(ConfigError, match=match):
         build_network(cfg, 1, 10, 28)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("activation.propagation=exact", r"activation\.propagation='exact' is not allowed: choose "
+                                     r"'relaxed' or 'moments'"),
+    ("activation.temperature=0", r"activation\.temperature=0 is not allowed: use a positive"),
+    ("activation.bn_reestimation_batches=-1", r"activation\.bn_reestimation_batches=-1"),
+])
+def test_the_schema_refuses_bad_sign_options(tmp_path, override, match):
+    with pytest.raises(ConfigError, match=match):
+        validate(compose_config(tmp_path, "activation=sign", override))

@@ -112,6 +112,15 @@ class Regularizer:  # on the weight distributions' logits and probabilities
 
 
 @dataclass
+class Activation:  # the sign activation's options (activation=sign)
+    name: str = MISSING
+    propagation: str = _one_of("relaxed", "moments")
+    temperature: float = _positive("use a positive temperature")
+    bn_reestimation_batches: int = _at_least(0, "use 0 (keep the running average) or a number "
+                                                "of batches")
+
+
+@dataclass
 class Reference:  # the full-precision reference's schedule
     epochs: int = _at_least(0, "use a number of epochs >= 0")
     lr: float = _positive("the learning rate must be positive")
@@ -149,6 +158,7 @@ class Config:
     dataset: Dataset = _section(Dataset)
     mode: Mode = _section(Mode)
     regularizer: Regularizer = _section(Regularizer)
+    activation: Activation = _section(Activation)
     init: Init = _section(Init)
     eval: Eval = _section(Eval)
 

@@ -25,7 +25,6 @@ from lrnets.moments import (Gaussian, batch_moments, linear_moments, max_pool2x2
                             relaxed_sign_sample, sign_moments)
 
 Activation = Tensor | Gaussian
-PROPAGATIONS = ("relaxed", "moments")
 
 
 class MomentPropagation(TrainingMethod):

@@ -21,9 +21,8 @@ from lrnets.errors import ConfigError
 from lrnets.layers import DiscreteLayers, DiscreteLinear, LRLayers
 from lrnets.models import ARCHITECTURES, LayerFamily
 from lrnets.moments import Gaussian
-from lrnets.sign_layers import (PROPAGATIONS, GaussianMaxPool2d, MomentBatchNorm1d,
-                                MomentBatchNorm2d, MomentDropout, MomentFlatten, Sign,
-                                moment_layers)
+from lrnets.sign_layers import (GaussianMaxPool2d, MomentBatchNorm1d, MomentBatchNorm2d,
+                                MomentDropout, MomentFlatten, Sign, moment_layers)
 
 SignFactory = Callable[[], Sign]
 
@@ -87,12 +86,6 @@ def build_sign_network(arch: str, first: LayerFamily, layers: LayerFamily, in_ch
             "so every layer must be an LR-net layer: use mode=ternary or mode=binary (optionally "
             "with weights=...) and mode.first_layer=discrete (a real-valued layer followed by a "
             "sign gets no gradient).")
-    if propagation not in PROPAGATIONS:
-        raise ConfigError(f"activation.propagation={propagation!r} is not allowed: choose one of "
-                          f"{list(PROPAGATIONS)}.")
-    if not temperature > 0:
-        raise ConfigError(f"activation.temperature={temperature!r} is not allowed: use a "
-                          "positive temperature.")
     sign = partial(Sign, propagation, temperature)
     blocks = SignBlocks(moment_layers(first), moment_layers(layers), sign)
     return ARCHITECTURES[arch](blocks, in_channels, num_classes, image_size, dropout)
