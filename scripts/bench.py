@@ -141,7 +141,9 @@ def linear_maps_step(model: nn.Module, x: torch.Tensor, bf16: bool) -> Callable[
         h = inputs[layer].requires_grad_(layer is not layers[0])  # the data: no gradient
         if isinstance(layer, DiscreteLayer):
             moments = [t.detach().requires_grad_() for t in layer.distribution.moments()]
-            calls.append(lambda layer=layer, h=h, moments=moments: layer.moment_maps(h, *moments, layer.method.fused))
+            fused = getattr(layer.method, "fused", False)  # the LRT's option
+            calls.append(lambda layer=layer, h=h, moments=moments, fused=fused:
+                         layer.moment_maps(h, *moments, fused))
             leaves += [h, *moments]
         else:
             calls.append(lambda layer=layer, h=h: (layer(h),))

@@ -1,5 +1,6 @@
 """End-to-end runs on synthetic data: every architecture and mode trains and reports."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,7 @@ def test_the_reference_folder_is_named_by_the_settings_that_decide_it(smoke_conf
     same = folder("mode=ternary")
     assert folder("mode=binary", "dataset.download=false", "eval.num_samples=3", "init.p_min=0.1",
                   "trainer.precision=bf16-mixed", "mode.layers.fused=true") == same
+    assert folder("mode=ternary", "activation=sign") == same  # its logit_lr: no logits there
     for change in ["train.lr_gamma=0.5", "trainer.limit_train_batches=2", "init.reference.epochs=2",
                    "seed=1", "train.bn_eps=0.01", "train.dropout=0.1"]:
         assert folder("mode=ternary", change) != same, change
@@ -150,3 +152,16 @@ def test_an_ensemble_of_one_is_its_sampled_network_and_larger_ones_are_reported(
                                "eval.recalibrate_bn=true", run="three"))
     assert three["ensemble_size"] == 3 and 0 <= three["ensemble_test_error"] <= 1
     assert "ensemble of 3 sampled networks" in capsys.readouterr().out
+
+
+def test_a_resumed_run_does_not_train_its_reference_again(smoke_config, capsys):
+    """Its weights come from its checkpoint: a reference folder that is gone (or named by an
+    earlier version) is neither trained nor needed."""
+    first = train(smoke_config("mode=ternary", run="run"))
+    reference = Path(first["init_checkpoint"])
+    shutil.rmtree(reference.parents[1])
+    capsys.readouterr()
+    resumed = train(smoke_config("mode=ternary", "ckpt_path=last", "train.epochs=2", run="run"))
+    assert resumed["status"] == "completed" and resumed["epochs"] == 2
+    assert resumed["init_checkpoint"] == str(reference)
+    assert "full-precision reference" not in capsys.readouterr().out

@@ -109,8 +109,9 @@ def first_layer_kernels(model: nn.Module, count: int = 25) -> torch.Tensor | Non
 
 
 class SampledEvaluation(pl.Callback):
-    """Every ``every_n_epochs`` epochs, score sampled and mode networks on validation and log
-    the best and the mean accuracy (``val/acc_sampled_best``, ``val/acc_sampled_mean``)."""
+    """Every ``every_n_epochs`` epochs, score the sampled and the most probable networks on
+    validation and log the best, the mean and the most probable one's accuracy
+    (``val/acc_sampled_best``, ``val/acc_sampled_mean``, ``val/acc_mode``)."""
 
     def __init__(self, every_n_epochs: int, num_samples: int, seed: int, recalibrate_bn: bool,
                  recalibration_batches: int):

@@ -32,7 +32,8 @@ def discrete_layers(model: nn.Module) -> dict[str, DiscreteLayer]:
 
 
 def draw_weights(model: nn.Module, sample_seed: int | None) -> dict[str, Tensor]:
-    """Discrete weights of every LR layer: the mode when ``sample_seed`` is None, else a sample."""
+    """Discrete weights of every discrete layer: the most probable ones when ``sample_seed`` is
+    None, else a sample."""
     layers = discrete_layers(model)
     if sample_seed is None:
         return {name: layer.distribution.most_probable() for name, layer in layers.items()}
@@ -116,8 +117,8 @@ def accuracy(model: nn.Module, loader: Iterable, transform: nn.Module,
 
 
 def _fraction(counts: Tensor) -> float:
-    """correct / examples of a (correct, examples) count, in float64 (1 - 9944 / 10000 is
-    0.0056 to the last digit that counts, not float32's 0.00559998)."""
+    """correct / examples of a (correct, examples) count, in float64 (float32 would make
+    9944 / 10000 read 0.99440002)."""
     correct, examples = counts.tolist()
     return correct / max(examples, 1)
 

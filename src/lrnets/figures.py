@@ -178,7 +178,7 @@ def preactivation(name: str, layer: DiscreteLayer, fields: Tensor, neuron: Neuro
                                      generator=generator)]
         for start in range(0, draws, chunk)])
     mean_w, var_w = (t[neuron.channel].flatten().double() for t in dist.moments())
-    variance = float(h.square() @ var_w) + layer.method.eps
+    variance = float(h.square() @ var_w) + getattr(layer.method, "eps", 0.0)  # the LRT's eps
     return Preactivation(name, neuron, len(h), int((h != 0).sum()), samples,
                          float(h @ mean_w), math.sqrt(variance))
 

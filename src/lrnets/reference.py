@@ -1,8 +1,9 @@
 """The full-precision reference network that discrete runs start from (sec. 4.1).
 
-A discrete run with ``init=pretrained`` and no ``init.checkpoint`` looks for a reference of the
-same dataset, architecture, seed and reference schedule under ``paths.reference_dir``; if there
-is none it trains one there first (an ordinary full-precision run with the ``init.reference``
+A discrete run with ``init=pretrained`` and no ``init.checkpoint`` looks for a reference trained
+with the same settings that decide its weights (data, architecture, seed, the reference schedule
+and the rest of ``train.*``, ``lrnets.decisive``) under ``paths.reference_dir``; if there is
+none it trains one there first (an ordinary full-precision run with the ``init.reference``
 schedule: the reference code's Adam 1e-3, x0.1 every 50 epochs) and every later discrete run
 reuses it.
 """
@@ -13,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lrnets.config import compose_config
 from lrnets.decisive import decisive_config
@@ -23,10 +24,8 @@ from lrnets.run_folder import LAST, NETWORK
 
 def reference_key(ref_cfg: DictConfig) -> str:
     """Folder name of the reference run ``ref_cfg``: readable, plus a short hash of the settings
-    that decide its weights (``lrnets.decisive``, as resume compares them; ``init.*`` aside,
-    which only discrete runs read)."""
-    decisive = {key: value for key, value in decisive_config(ref_cfg).items()
-                if not key.startswith("init.")}
+    that decide its weights (``lrnets.decisive``, as resume compares them)."""
+    decisive = decisive_config(ref_cfg)
     digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:10]
     return f"{ref_cfg.dataset.name}_{ref_cfg.arch.name}_seed{ref_cfg.seed}_{digest}"
 
@@ -43,7 +42,11 @@ def reference_config(cfg: DictConfig) -> DictConfig:
         "ckpt_path": None,
     })
     plain = compose_config(["mode=full_precision", "activation=relu"])
-    ref.mode, ref.regularizer = plain.mode, plain.regularizer  # replaced, not merged
+    # Replaced, not merged; what only discrete runs read (the initialisation, the logits'
+    # learning rate) is the plain config's, so that it does not name another reference.
+    ref.mode, ref.regularizer, ref.init = plain.mode, plain.regularizer, plain.init
+    with open_dict(ref.train):
+        ref.train.pop("logit_lr", None)
     if ref.get("weights") is not None:
         ref.weights = None
     ref.activation = plain.activation  # sign nets start from ReLU
@@ -64,7 +67,8 @@ def obtain_reference(cfg: DictConfig, train: Callable[[DictConfig], dict]) -> Pa
         print(f"Continuing the full-precision reference in {folder} from its last epoch.")
     else:
         print(f"Training the full-precision reference into {folder} "
-              "(later discrete runs with the same data, arch and seed reuse it).")
+              "(later discrete runs with the same data, arch, seed and training settings reuse "
+              "it).")
     try:
         train(ref_cfg)
     except RunStopped as err:

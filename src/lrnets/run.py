@@ -39,7 +39,7 @@ from lrnets.layers import FullPrecisionLayers, DiscreteLayer
 from lrnets.models import ARCHITECTURES, Network, ReLUBlocks, configure_batch_norm
 from lrnets.module import LRNetModule
 from lrnets.quantized_layers import quantized_layers, weight_multiplications
-from lrnets.reference import obtain_reference
+from lrnets.reference import obtain_reference, reference_config
 from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK, TENSORBOARD,
                                SUMMARY, Results, error_figures, rounded, where,
                                write_results)
@@ -118,14 +118,19 @@ def body_weight_count(model: nn.Module) -> int:
     return count
 
 
-def initialise(model: Network, cfg: DictConfig) -> dict:
-    """Set the weight distributions (sec. 4.1); returns what the results file records."""
+def initialise(model: Network, cfg: DictConfig, resuming: bool) -> dict:
+    """Set the weight distributions (sec. 4.1); returns what the results file records. A run
+    that resumes takes its weights from its checkpoint: it neither trains nor loads a
+    reference (one named by an earlier version's folder name would otherwise be trained again)."""
     if not discrete_layers(model) and not quantized_layers(model):
         return {"init": "default"}
     init = cfg.init
     if init.name == "random":
         random_init(model, init.p_min, init.p_max)
         return {"init": "random"}
+    if resuming:
+        checkpoint = init.checkpoint or Path(reference_config(cfg).paths.output_dir) / NETWORK
+        return {"init": "pretrained", "init_checkpoint": str(checkpoint)}
     checkpoint = network_file(init.checkpoint) if init.checkpoint else obtain_reference(cfg, train)
     init_from_full_precision(model, load_network_state(checkpoint), init.p_min, init.p_max)
     return {"init": "pretrained", "init_checkpoint": str(checkpoint)}
@@ -167,7 +172,7 @@ def train(cfg: DictConfig) -> dict:
                           num_workers=cfg.dataset.num_workers)
     check_image_size(cfg, dm.in_channels, dm.num_classes, dm.image_size)
     model = build_network(cfg, dm.in_channels, dm.num_classes, dm.image_size)
-    init_info = initialise(model, cfg)
+    init_info = initialise(model, cfg, resuming=resume_from is not None)
     discrete = bool(discrete_layers(model))
     module = LRNetModule(
         model, lr=cfg.train.lr, lr_milestones=list(cfg.train.lr_milestones),

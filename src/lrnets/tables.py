@@ -199,7 +199,10 @@ def _state(folder: Path, results: dict | None, epochs: int) -> str:
     """What an unfinished run is: stopped or failed (its results say), in progress, not run."""
     if results is not None:
         return results.get("status")
-    trained = epochs_done(folder)
+    try:
+        trained = epochs_done(folder)
+    except Exception:  # noqa: BLE001 -- a checkpoint being written; torch raises several types
+        return "in progress"
     return f"in progress, {trained} of {epochs} epochs" if trained else "not run"
 
 
