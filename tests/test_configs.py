@@ -9,7 +9,8 @@ from torch import nn
 from lrnets.data import build_datamodule
 from lrnets.evaluation import discrete_layers
 from lrnets.quantized_layers import quantized_layers
-from lrnets.config import CONF_DIR
+from lrnets.config import CONF_DIR, compose_config as compose
+from lrnets.errors import ConfigError
 from lrnets.run import body_weight_count, build_network
 from tests.conftest import compose_config
 
@@ -81,3 +82,8 @@ def test_synthetic_data_module_builds():
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (32, 1, 28, 28) and y.shape == (32,)
     assert len(dm.val_set) == cfg.dataset.val_size
+
+
+def test_an_option_that_moved_is_named_with_its_new_place():
+    with pytest.raises(ConfigError, match=r"mode\.beta is now regularizer\.beta"):
+        compose(["mode=binary", "mode.beta=0"])

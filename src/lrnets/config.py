@@ -14,6 +14,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from lrnets.decisive import MOVED
 from lrnets.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -29,8 +30,11 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
             return compose(PRIMARY, overrides=[o for o in overrides
                                                if not o.lstrip("+~").startswith("hydra.")])
         except HydraException as err:
+            moved = [f"{old} is now {new}" for old, new in MOVED.items()
+                     if any(o.lstrip("+~").startswith(old + "=") for o in overrides)]
+            hint = f" ({'; '.join(moved)})" if moved else ""
             raise ConfigError(f"the overrides {' '.join(overrides)} do not compose: "
-                              f"{str(err).splitlines()[0]}") from None
+                              f"{str(err).splitlines()[0]}{hint}") from None
 
 
 def group_choices(group: str) -> list[str]:
