@@ -32,7 +32,7 @@ from lrnets.data.modules import InMemoryDataModule
 from lrnets.data.synthetic import synthetic_arrays
 from lrnets.data.transforms import CifarTransform, UnitRange
 from lrnets.evaluation import EvalData, accuracy, draw_weights, fixed_weights, select_discrete_network
-from lrnets.layers import DiscreteLayer
+from lrnets.layers import DiscreteLayer, GaussianMethod
 from lrnets.module import LRNetModule
 from lrnets.config import compose_config
 from lrnets.run import build_network
@@ -141,7 +141,7 @@ def linear_maps_step(model: nn.Module, x: torch.Tensor, bf16: bool) -> Callable[
         h = inputs[layer].requires_grad_(layer is not layers[0])  # the data: no gradient
         if isinstance(layer, DiscreteLayer):
             moments = [t.detach().requires_grad_() for t in layer.distribution.moments()]
-            fused = getattr(layer.method, "fused", False)  # the LRT's option
+            fused = isinstance(layer.method, GaussianMethod) and layer.method.fused
             calls.append(lambda layer=layer, h=h, moments=moments, fused=fused:
                          layer.moment_maps(h, *moments, fused))
             leaves += [h, *moments]

@@ -32,7 +32,7 @@ from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError
 from lrnets.evaluation import discrete_layers, draw_weights, fixed_weights
 from lrnets.initialization import init_from_full_precision, load_network_state
-from lrnets.layers import DiscreteConv2d, DiscreteLayer
+from lrnets.layers import DiscreteConv2d, DiscreteLayer, GaussianMethod
 from lrnets.models import Network
 from lrnets.reproduce import run_folder
 from lrnets.run_folder import CONFIG, NETWORK, TENSORBOARD, read_results
@@ -178,7 +178,8 @@ def preactivation(name: str, layer: DiscreteLayer, fields: Tensor, neuron: Neuro
                                      generator=generator)]
         for start in range(0, draws, chunk)])
     mean_w, var_w = (t[neuron.channel].flatten().double() for t in dist.moments())
-    variance = float(h.square() @ var_w) + getattr(layer.method, "eps", 0.0)  # the LRT's eps
+    eps = layer.method.eps if isinstance(layer.method, GaussianMethod) else 0.0
+    variance = float(h.square() @ var_w) + eps
     return Preactivation(name, neuron, len(h), int((h != 0).sum()), samples,
                          float(h @ mean_w), math.sqrt(variance))
 

@@ -100,19 +100,24 @@ class TrainingMethod(nn.Module, metaclass=ABCMeta):
         """The layer's output for input ``x`` while no discrete weights are fixed."""
 
 
-class LocalReparameterization(TrainingMethod):
-    """The LR-nets' forward pass: a sample of the Gaussian pre-activation (eq. 4)."""
+class GaussianMethod(TrainingMethod):
+    """A method built on the pre-activation's Gaussian moments (eq. 4): ``eps`` inside the
+    square root of its sample, ``fused`` for how the two maps are computed."""
 
     def __init__(self, eps: float = 1e-3, fused: bool = False):
         super().__init__()
         self.eps, self.fused = eps, fused
 
+    def extra_repr(self) -> str:
+        return f"eps={self.eps}, fused={self.fused}"
+
+
+class LocalReparameterization(GaussianMethod):
+    """The LR-nets' forward pass: a sample of the Gaussian pre-activation (eq. 4)."""
+
     def forward(self, layer: DiscreteLayer, x: Tensor) -> Tensor:
         mean, var = layer.preactivation_moments(x, self.fused)
         return GaussianSample.apply(mean, var, self.eps)
-
-    def extra_repr(self) -> str:
-        return f"eps={self.eps}, fused={self.fused}"
 
 
 class DiscreteLayer(nn.Module, metaclass=ABCMeta):

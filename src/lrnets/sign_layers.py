@@ -20,14 +20,14 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from lrnets.layers import DiscreteLayer, DiscreteLayers, LRLayers, TrainingMethod
+from lrnets.layers import DiscreteLayer, DiscreteLayers, GaussianMethod, LRLayers
 from lrnets.moments import (Gaussian, batch_moments, linear_moments, max_pool2x2_moments,
                             relaxed_sign_sample, sign_moments)
 
 Activation = Tensor | Gaussian
 
 
-class MomentPropagation(TrainingMethod):
+class MomentPropagation(GaussianMethod):
     """The training method of sign networks.
 
     Training: the ``Gaussian`` moments of the pre-activation, for a tensor input (the LR-nets
@@ -35,10 +35,6 @@ class MomentPropagation(TrainingMethod):
     linear map with the most probable weights. ``eps`` is kept for the softmax layer's sample
     of its Gaussian output (``SignNetwork``); ``fused`` as for ``LocalReparameterization``.
     """
-
-    def __init__(self, eps: float = 1e-3, fused: bool = False):
-        super().__init__()
-        self.eps, self.fused = eps, fused
 
     def forward(self, layer: DiscreteLayer, x: Activation) -> Activation:
         if not layer.training:
@@ -48,9 +44,6 @@ class MomentPropagation(TrainingMethod):
             return linear_moments(layer.linear_op, x, w_mean.to(x.mean.dtype),
                                   w_var.to(x.mean.dtype))
         return Gaussian(*layer.preactivation_moments(x, self.fused))
-
-    def extra_repr(self) -> str:
-        return f"eps={self.eps}, fused={self.fused}"
 
 
 def moment_layers(family: LRLayers) -> DiscreteLayers:
