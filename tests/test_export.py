@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from lrnets.bitpacking import bits_for, pack, unpack
 from lrnets.data import build_datamodule
@@ -17,7 +19,9 @@ from lrnets.export import export
 from lrnets.export import main as export_main
 from lrnets.inference import DiscreteConv2d, DiscreteLinear, evaluate_export, load_export
 from lrnets.inference import main as eval_main
+from lrnets.integer_inference import levels_of
 from lrnets.run import build_network, train
+from lrnets.sign_layers import ThresholdSign
 from tests.conftest import compose_config
 
 SMALL_RGB = ["dataset.channels=3", "dataset.image_size=8"]  # VGG and ResNet-18 fit 8x8 images
@@ -27,9 +31,9 @@ SMALL_RGB = ["dataset.channels=3", "dataset.image_size=8"]  # VGG and ResNet-18 
 def test_codes_survive_packing(num_values):
     bits = bits_for(num_values)
     codes = torch.randint(0, num_values, (1001,), generator=torch.Generator().manual_seed(0))
-    data = pack(codes, bits)
+    data = pack(codes.numpy(), bits)
     assert len(data) == -(-1001 * bits // 8)
-    assert torch.equal(unpack(data, bits, 1001), codes.to(torch.uint8))
+    assert (unpack(data, bits, 1001) == codes.numpy()).all()
     assert (bits_for(2), bits_for(3), bits_for(4), bits_for(5)) == (1, 2, 2, 3)
 
 
@@ -87,7 +91,8 @@ def test_export_runs_the_chosen_network_with_discrete_weights(ternary_run, smoke
     expected = _training_side_logits(cfg, run_dir, images)
     assert torch.equal(exported.argmax(-1), expected.argmax(-1))
     torch.testing.assert_close(exported, expected, rtol=1e-5, atol=1e-5)
-    assert all(check.ok for check in evaluate_export(tmp_path / "export", None, 64, "cpu", False))
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False, with_numpy=True)
+    assert all(check.ok for check in checks), [check.text for check in checks]
 
 
 @pytest.mark.slow
@@ -101,8 +106,60 @@ def test_every_architecture_exports(smoke_config, tmp_path, arch, overrides):
     cfg = smoke_config("init=random", f"arch={arch}", "train.epochs=0", *SMALL_RGB, *overrides)
     train(cfg)
     export(Path(cfg.paths.output_dir), tmp_path / "export")
-    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False)
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False, with_numpy=True)
     assert all(check.ok for check in checks), [check.text for check in checks]
+
+
+@pytest.mark.parametrize("overrides", [[], ["arch=mlp", "weights=quinary"]],
+                         ids=["ternary-lenet", "quinary-mlp"])
+def test_sign_networks_export_as_thresholds(smoke_config, tmp_path, overrides):
+    """Roth et al.'s sign networks: every batch norm and sign folded into one threshold per
+    channel, discrete weights throughout (the softmax layer too); the export, and the NumPy
+    runner computing their hidden layers in integers, make the run's test predictions."""
+    cfg = smoke_config("init=random", "activation=sign", *overrides)
+    train(cfg)
+    manifest = export(Path(cfg.paths.output_dir), tmp_path / "export")
+    ops = [op["op"] for op in manifest["graph"]]
+    assert "threshold" in ops and "scale_shift" not in ops and "relu" not in ops
+    assert ops[-2:] == ["linear", "affine"] and manifest["graph"][-2]["discrete"]
+    assert manifest["architecture"]["activation"] == "sign"
+    model, _ = load_export(tmp_path / "export")
+    assert any(isinstance(m, ThresholdSign) for m in model.modules())
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False, with_numpy=True)
+    assert all(check.ok for check in checks), [check.text for check in checks]
+
+
+@pytest.mark.parametrize("values,levels,step", [
+    ([-1.0, 1.0], [-1, 1], 1.0), ([-1.0, 0.0, 1.0], [-1, 0, 1], 1.0),
+    ([-1.0, -1 / 3, 1 / 3, 1.0], [-3, -1, 1, 3], 1 / 3),
+    ([-1.0, -0.5, 0.0, 0.5, 1.0], [-2, -1, 0, 1, 2], 0.5),
+])
+def test_discrete_weights_run_as_integer_levels(values, levels, step):
+    found, found_step = levels_of(values)
+    assert found.dtype == np.int8 and found.tolist() == levels and found_step == pytest.approx(step)
+    off_lattice, one = levels_of([-1.0, 0.0, 2 ** 0.5])
+    assert off_lattice.dtype == np.float32 and one == 1.0
+
+
+def test_the_integer_runner_needs_no_torch(ternary_run, tmp_path):
+    """lrnets.integer_inference runs an export in a process where torch cannot be imported."""
+    export(Path(ternary_run.paths.output_dir), tmp_path / "export")
+    dm = build_datamodule(ternary_run.dataset, batch_size=128, seed=0)
+    images = dm.batch_transform(next(iter(dm.test_dataloader()))[0], train=False)
+    np.save(tmp_path / "images.npy", images.numpy())
+    model, _ = load_export(tmp_path / "export")
+    with torch.no_grad():
+        expected = model(images).argmax(-1).numpy()
+    script = ("import sys; sys.modules['torch'] = None; import numpy as np; "
+              "from lrnets.integer_inference import IntegerNetwork; "
+              f"net = IntegerNetwork({str(tmp_path / 'export')!r}); "
+              f"np.save({str(tmp_path / 'classes.npy')!r}, "
+              f"net.predict(np.load({str(tmp_path / 'images.npy')!r})))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (np.load(tmp_path / "classes.npy") == expected).all()
 
 
 def test_eval_notices_other_predictions(ternary_run, tmp_path):
@@ -201,6 +258,9 @@ def test_export_and_eval_refuse_wrong_inputs_in_one_paragraph(ternary_run, smoke
         (eval_main, [str(good), "--batch-size", "0"]),
         (eval_main, [str(good), "--onnx"]),  # exported without network.onnx
         (eval_main, [str(bad_onnx), "--onnx"]),
+        (eval_main, [str(_damaged(good, tmp_path, "no_graph", manifest_json=json.dumps(
+            {k: v for k, v in json.loads(manifest).items() if k != "graph"}).encode())),
+            "--numpy"]),  # an export of an earlier version
     ]
     for main, argv in cases:
         with pytest.raises(SystemExit) as exit_info:

@@ -49,7 +49,8 @@ def test_a_shipped_cell_holds_results_curves_and_export_only(shipped):
 
 
 def test_the_shipped_export_alone_reproduces_the_run(shipped):
-    checks = evaluate_export(shipped / "synthetic" / "ternary" / EXPORT, None, 500, "cpu", True)
+    checks = evaluate_export(shipped / "synthetic" / "ternary" / EXPORT, None, 500, "cpu", True,
+                             with_numpy=True)
     assert all(check.ok for check in checks), [check.text for check in checks]
 
 
@@ -96,5 +97,5 @@ def test_every_shipped_network_reproduces_its_test_error(export):
     manifest = json.loads((export / "manifest.json").read_text())
     if manifest["dataset"] == "mnist" and not Path(DATA, "MNIST", "raw").is_dir():
         pytest.skip(f"no MNIST under {DATA}")
-    checks = evaluate_export(export, DATA, 1000, "cpu", True)
+    checks = evaluate_export(export, DATA, 1000, "cpu", True, with_numpy=True)
     assert all(check.ok for check in checks), [check.text for check in checks]

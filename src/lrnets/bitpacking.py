@@ -1,14 +1,13 @@
 """Discrete weights packed at the bits their value set needs: each weight is stored as its
 index into the values (``codes``), in ``bits_for(len(values))`` bits, the bits of consecutive
 weights back to back (least significant first). A binary weight takes 1 bit, a ternary one 2.
+NumPy only, so that the torch-free runner (``lrnets.integer_inference``) reads exports too.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import torch
-from torch import Tensor
 
 
 def bits_for(num_values: int) -> int:
@@ -16,15 +15,15 @@ def bits_for(num_values: int) -> int:
     return max(1, math.ceil(math.log2(num_values)))
 
 
-def pack(codes: Tensor, bits: int) -> bytes:
-    """``codes`` (integers in [0, 2**bits)) as ``ceil(codes.numel() * bits / 8)`` bytes."""
-    flat = codes.flatten().to(torch.uint8).numpy()
+def pack(codes: np.ndarray, bits: int) -> bytes:
+    """``codes`` (integers in [0, 2**bits)) as ``ceil(codes.size * bits / 8)`` bytes."""
+    flat = np.asarray(codes).astype(np.uint8).ravel()
     planes = (flat[:, None] >> np.arange(bits, dtype=np.uint8)) & 1
     return np.packbits(planes.ravel(), bitorder="little").tobytes()
 
 
-def unpack(data: bytes, bits: int, count: int) -> Tensor:
-    """The ``count`` codes that ``pack`` wrote into ``data``, as a flat uint8 tensor."""
+def unpack(data: bytes, bits: int, count: int) -> np.ndarray:
+    """The ``count`` codes that ``pack`` wrote into ``data``, as a flat uint8 array."""
     planes = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=count * bits,
                            bitorder="little").reshape(count, bits)
-    return torch.from_numpy((planes << np.arange(bits, dtype=np.uint8)).sum(1, dtype=np.uint8))
+    return (planes << np.arange(bits, dtype=np.uint8)).sum(1, dtype=np.uint8)

@@ -5,11 +5,13 @@ the folder OUT:
 
 - ``weights.bin``: the tensors back to back. The discrete layers' weights are packed at the bits
   their value set needs (``lrnets.bitpacking``: 1 bit for binary, 2 for ternary); everything
-  else is float32, little-endian: each batch norm folded into a scale and a shift per channel,
-  the last layer and, where the run kept it so, the first layer.
+  else is float32, little-endian: each batch norm folded into a scale and a shift per channel
+  (in sign networks, batch norm and sign into one threshold per channel), the last layer and,
+  where the run kept it so, the first layer.
 - ``manifest.json``: the architecture, the value set, each tensor's name, shape, encoding and
-  place in ``weights.bin``, the run's chosen network and its test accuracy, and a digest of its
-  test predictions (``lrnets-eval`` compares against it).
+  place in ``weights.bin``, the network as a list of operations (``graph``, owned by
+  ``lrnets.integer_inference``, which runs it in NumPy), the run's chosen network and its test
+  accuracy, and a digest of its test predictions (``lrnets-eval`` compares against it).
 - ``network.onnx`` with ``--onnx``: the same network as an ONNX graph, weights as uint8 indices.
 
 It prints the sizes and the ratio to the same network in float32. ``lrnets.inference`` loads it.
@@ -29,17 +31,18 @@ from lrnets.bitpacking import bits_for, pack
 from lrnets.discrete_checkpoint import read_discrete_network
 from lrnets.errors import ConfigError
 from lrnets.evaluation import batch_norms
-from lrnets.inference import (MANIFEST, ONNX, WEIGHTS, DiscreteConv2d, DiscreteLinear,
-                              fold_batch_norms, load_export, network_for, predictions_digest)
-from lrnets.models import Network
+from lrnets.integer_inference import describe
+from lrnets.inference import (MANIFEST, ONNX, WEIGHTS, DiscreteConv2d, DiscreteLinear, fold,
+                              load_export, network_for, predictions_digest)
 
-def exported_network(saved: dict) -> tuple[Network, dict]:
+def exported_network(saved: dict) -> tuple[nn.Module, dict]:
     """The inference network (``lrnets.inference``) holding the weights of ``discrete.pt``, and
     its architecture entry for the manifest."""
     meta = saved["meta"]
     values = next(iter(saved["values"].values()))
     architecture = {key: meta[key] for key in ("arch", "first_layer", "in_channels",
                                                 "num_classes", "image_size")}
+    architecture["activation"] = meta.get("activation", "relu")
     architecture["values"] = values
     state = dict(saved["state_dict"])
     for name, indices in saved["weights"].items():
@@ -53,13 +56,12 @@ def exported_network(saved: dict) -> tuple[Network, dict]:
     except RuntimeError as err:
         raise ConfigError(f"the discrete network does not fit the {meta['arch']} architecture: "
                           f"{' '.join(str(err).split())}") from None
-    fold_batch_norms(model)
-    return model, architecture
+    return fold(model), architecture
 
 
 def _tensor_bytes(name: str, tensor: Tensor, bits: int) -> tuple[dict, bytes]:
     if name.endswith(".codes"):
-        return {"encoding": "packed", "bits": bits}, pack(tensor, bits)
+        return {"encoding": "packed", "bits": bits}, pack(tensor.numpy(), bits)
     return {"encoding": "float32"}, tensor.float().numpy().astype("<f4").tobytes()
 
 
@@ -68,9 +70,6 @@ def export(source: Path, out: Path, with_onnx: bool = False) -> dict:
     manifest, with the sizes under ``"size"``."""
     saved = read_discrete_network(source)
     meta = saved["meta"]
-    if meta.get("activation", "relu") != "relu":
-        raise ConfigError(f"CHECKPOINT={source} is a network with {meta['activation']} "
-                          f"activations; the export covers the ReLU networks of lrnets.models.")
     model, architecture = exported_network(saved)
     bits = bits_for(len(architecture["values"]))
     out.mkdir(parents=True, exist_ok=True)
@@ -97,6 +96,7 @@ def export(source: Path, out: Path, with_onnx: bool = False) -> dict:
         "test": {"accuracy": meta["chosen"]["test_acc"],
                  "predictions_sha256": predictions_digest(meta["test_predictions"])},
         "tensors": entries,
+        "graph": describe(model),
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     if with_onnx:
@@ -113,7 +113,7 @@ class PackedCodes(nn.Module):
 
     def __init__(self, codes: Tensor, values: Tensor, bits: int):
         super().__init__()
-        packed = torch.frombuffer(bytearray(pack(codes, bits)), dtype=torch.uint8)
+        packed = torch.frombuffer(bytearray(pack(codes.numpy(), bits)), dtype=torch.uint8)
         self.register_buffer("packed", packed)
         self.register_buffer("places", (2 ** bits) ** torch.arange(8 // bits, dtype=torch.int32))
         self.register_buffer("values", values.clone())
@@ -126,7 +126,7 @@ class PackedCodes(nn.Module):
         return self.values[codes.flatten()[:self.count].long()].view(self.shape)
 
 
-def _packed_for_onnx(model: Network, bits: int) -> Network:
+def _packed_for_onnx(model: nn.Module, bits: int) -> nn.Module:
     """A copy of ``model`` whose discrete layers take their weights from ``PackedCodes`` (where
     ``bits`` divides 8; 3-bit grids keep one code per byte)."""
     model = copy.deepcopy(model)
@@ -140,7 +140,7 @@ def _packed_for_onnx(model: Network, bits: int) -> Network:
     return model
 
 
-def write_onnx(model: Network, architecture: dict, path: Path) -> None:
+def write_onnx(model: nn.Module, architecture: dict, path: Path) -> None:
     """``model`` as an ONNX graph with a dynamic batch size: input ``input``, output ``logits``;
     the discrete weights packed as in ``weights.bin``."""
     example = torch.zeros(2, architecture["in_channels"], architecture["image_size"],

@@ -3,12 +3,14 @@
 The network is the run's architecture from ``lrnets.models`` built from ordinary modules:
 every discrete layer holds its weights as indices into the value set (``codes``, uint8) and the
 values, and convolves with ``values[codes]``, weights in {-1, 0, 1} for a ternary net; every batch
-norm is folded into one scale and shift per channel (``ScaleShift``); the last layer, and a
-full-precision first layer, keep their float32 weights.
+norm is folded into one scale and shift per channel (``ScaleShift``), or, followed by a sign
+(Roth et al.'s sign networks), into one threshold per channel (``ThresholdSign``); the last
+layer, and a full-precision first layer, keep their float32 weights.
 
 ``lrnets-eval EXPORT`` runs it on the test split of the run's data set and checks that its
 predictions are the ones the run's chosen network made (sec. 4.4), example by example; with
-``--onnx`` it runs ``network.onnx`` with onnxruntime too and compares it with PyTorch.
+``--onnx`` it runs ``network.onnx`` with onnxruntime too, and with ``--numpy`` the torch-free
+integer runner (``lrnets.integer_inference``), and compares them with PyTorch.
 """
 from __future__ import annotations
 
@@ -30,7 +32,9 @@ from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError, reason
 from lrnets.evaluation import predictions
 from lrnets.layers import FullPrecisionLayers
-from lrnets.models import ARCHITECTURES, Network, ReLUBlocks
+from lrnets.models import ARCHITECTURES, ReLUBlocks
+from lrnets.sign_layers import Sign, fold_thresholds
+from lrnets.sign_models import SignBlocks
 
 MANIFEST, WEIGHTS, ONNX = "manifest.json", "weights.bin", "network.onnx"
 
@@ -60,6 +64,7 @@ class DiscreteConv2d(_DiscreteWeights):
 class DiscreteLinear(_DiscreteWeights):
     def __init__(self, in_features: int, out_features: int, num_values: int):
         super().__init__((out_features, in_features), num_values)
+        self.in_features, self.out_features = in_features, out_features
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight())
@@ -120,14 +125,26 @@ def fold_batch_norms(model: nn.Module) -> None:
                 setattr(parent, name, ScaleShift.fold(child))
 
 
-def network_for(architecture: dict) -> Network:
-    """The architecture an export's manifest describes, with its batch norms still in place."""
+def network_for(architecture: dict) -> nn.Module:
+    """The architecture an export's manifest describes, with its batch norms still in place: the
+    paper's ReLU blocks, or Roth et al.'s sign blocks (``activation: sign``, exports from this
+    version on)."""
     layers = DiscreteLayers(len(architecture["values"]))
+    build = ARCHITECTURES[architecture["arch"]]
+    shape = (architecture["in_channels"], architecture["num_classes"], architecture["image_size"])
+    if architecture.get("activation", "relu") == "sign":
+        return build(SignBlocks(layers, layers, Sign), *shape, dropout=0.0)
     first = FullPrecisionLayers() if architecture["first_layer"] == "full_precision" else layers
-    return ARCHITECTURES[architecture["arch"]](ReLUBlocks(first, layers),
-                                               architecture["in_channels"],
-                                               architecture["num_classes"],
-                                               architecture["image_size"], dropout=0.0)
+    return build(ReLUBlocks(first, layers), *shape, dropout=0.0)
+
+
+def fold(model: nn.Module) -> nn.Module:
+    """``model`` in its inference form, in eval mode: each batch norm followed by a sign folded
+    into one threshold per channel (``fold_thresholds``), every other batch norm into a scale
+    and a shift (``fold_batch_norms``)."""
+    model = fold_thresholds(model)
+    fold_batch_norms(model)
+    return model
 
 
 def predictions_digest(classes: Tensor) -> str:
@@ -135,7 +152,7 @@ def predictions_digest(classes: Tensor) -> str:
     return hashlib.sha256(classes.to(torch.int64).numpy().astype("<i8").tobytes()).hexdigest()
 
 
-def load_export(folder: Path) -> tuple[Network, dict]:
+def load_export(folder: Path) -> tuple[nn.Module, dict]:
     """The network of an export folder (in eval mode) and its manifest."""
     folder = Path(folder)
     try:
@@ -150,11 +167,11 @@ def load_export(folder: Path) -> tuple[Network, dict]:
             data = blob[entry["offset"]:entry["offset"] + entry["nbytes"]]
             shape = entry["shape"]
             if entry["encoding"] == "packed":
-                state[entry["name"]] = unpack(data, entry["bits"], int(np.prod(shape))).view(shape)
+                codes = unpack(data, entry["bits"], int(np.prod(shape)))
+                state[entry["name"]] = torch.from_numpy(codes).view(shape)
             else:
                 state[entry["name"]] = torch.from_numpy(np.frombuffer(data, "<f4").copy()).view(shape)
-        model = network_for(manifest["architecture"])
-        fold_batch_norms(model)
+        model = fold(network_for(manifest["architecture"]))
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a damaged or foreign export
         raise ConfigError(f"{folder} holds a damaged or incomplete export: its {MANIFEST} and "
@@ -172,8 +189,9 @@ class Check:
 
 
 def evaluate_export(folder: Path, data_root: str | None, batch_size: int, device: str,
-                    with_onnx: bool) -> list[Check]:
-    """Score the export on its test split; compare with the run's predictions (and onnxruntime)."""
+                    with_onnx: bool, with_numpy: bool = False) -> list[Check]:
+    """Score the export on its test split; compare with the run's predictions (and with
+    onnxruntime's, NumPy's)."""
     model, manifest = load_export(folder)
     model.to(device)
     data = {**manifest["data"], **({"root": data_root} if data_root else {})}
@@ -192,10 +210,27 @@ def evaluate_export(folder: Path, data_root: str | None, batch_size: int, device
                         f"run's chosen network (SHA-256 of {len(classes)} classes)", same))
     if with_onnx:
         checks.append(_compare_onnx(folder / ONNX, model, loader, dm.batch_transform, device))
+    if with_numpy:
+        checks.append(_compare_numpy(folder, classes, loader, dm.batch_transform))
     return checks
 
 
-def _compare_onnx(path: Path, model: Network, loader, transform: nn.Module, device: str) -> Check:
+def _compare_numpy(folder: Path, expected: Tensor, loader, transform: nn.Module) -> Check:
+    """The integer runner's predictions on the test split against PyTorch's (``expected``)."""
+    from lrnets.integer_inference import IntegerNetwork
+
+    try:
+        network = IntegerNetwork(folder)
+    except ValueError as err:
+        raise ConfigError(str(err) + ".") from None
+    classes = np.concatenate([network.predict(transform(x, train=False).numpy())
+                              for x, _ in loader])
+    same = int((torch.from_numpy(classes) == expected).sum())
+    return Check(f"NumPy integer inference (lrnets.integer_inference): {same} of {len(expected)} "
+                 f"predictions as PyTorch's", same == len(expected))
+
+
+def _compare_onnx(path: Path, model: nn.Module, loader, transform: nn.Module, device: str) -> Check:
     import onnxruntime  # the `export` extra
 
     try:
@@ -228,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
                         "else $LRNETS_DATA, else ./data)")
     parser.add_argument("--onnx", action="store_true",
                         help="also run network.onnx with onnxruntime and compare")
+    parser.add_argument("--numpy", action="store_true",
+                        help="also run the network in NumPy with integer weights "
+                             "(lrnets.integer_inference) and compare")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -236,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
                        f"a batch size >= 1.\n")
     try:
         checks = evaluate_export(args.export, args.data_root, args.batch_size, args.device,
-                                 args.onnx)
+                                 args.onnx, args.numpy)
     except ConfigError as err:
         print(f"lrnets-eval: error: {err}", file=sys.stderr)
         sys.exit(2)
