@@ -1,5 +1,6 @@
 """Exported discrete networks: packed weights, folded batch norms, the plain-PyTorch inference
-module, lrnets-export / lrnets-eval and the ONNX graph checked with onnxruntime."""
+module, lrnets-export / lrnets-eval, the ONNX graph checked with onnxruntime, the NumPy integer
+runner and the QONNX graph run by qonnx's executor."""
 import json
 import shutil
 import subprocess
@@ -72,7 +73,7 @@ def test_export_runs_the_chosen_network_with_discrete_weights(ternary_run, smoke
         cfg = smoke_config("init=random", *overrides)
         train(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    manifest = export(run_dir, tmp_path / "export")
+    manifest = export(run_dir, tmp_path / "export", with_qonnx=True)
     size = manifest["size"]
     assert 4 * size["discrete_weights"] / size["discrete_bytes"] >= ratio
     packed = [e for e in manifest["tensors"] if e["encoding"] == "packed"]
@@ -91,8 +92,11 @@ def test_export_runs_the_chosen_network_with_discrete_weights(ternary_run, smoke
     expected = _training_side_logits(cfg, run_dir, images)
     assert torch.equal(exported.argmax(-1), expected.argmax(-1))
     torch.testing.assert_close(exported, expected, rtol=1e-5, atol=1e-5)
-    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False, with_numpy=True)
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False, with_numpy=True,
+                             with_qonnx=True)
     assert all(check.ok for check in checks), [check.text for check in checks]
+    quantizers = _qonnx_ops(tmp_path / "export")
+    assert quantizers.count("BipolarQuant" if bits == 1 else "Quant") == len(discrete)
 
 
 @pytest.mark.slow
@@ -105,8 +109,9 @@ def test_every_architecture_exports(smoke_config, tmp_path, arch, overrides):
     batch norms included, and reproduces the run's test predictions."""
     cfg = smoke_config("init=random", f"arch={arch}", "train.epochs=0", *SMALL_RGB, *overrides)
     train(cfg)
-    export(Path(cfg.paths.output_dir), tmp_path / "export")
-    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False, with_numpy=True)
+    export(Path(cfg.paths.output_dir), tmp_path / "export", with_qonnx=True)
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False, with_numpy=True,
+                             with_qonnx=True)
     assert all(check.ok for check in checks), [check.text for check in checks]
 
 
@@ -118,7 +123,7 @@ def test_sign_networks_export_as_thresholds(smoke_config, tmp_path, overrides):
     runner computing their hidden layers in integers, make the run's test predictions."""
     cfg = smoke_config("init=random", "activation=sign", *overrides)
     train(cfg)
-    manifest = export(Path(cfg.paths.output_dir), tmp_path / "export")
+    manifest = export(Path(cfg.paths.output_dir), tmp_path / "export", with_qonnx=True)
     ops = [op["op"] for op in manifest["graph"]]
     assert "threshold" in ops and "scale_shift" not in ops and "relu" not in ops
     assert ops[-2:] == ["linear", "affine"] and manifest["graph"][-2]["discrete"]
@@ -126,8 +131,18 @@ def test_sign_networks_export_as_thresholds(smoke_config, tmp_path, overrides):
     model, _ = load_export(tmp_path / "export")
     assert any(isinstance(m, ThresholdSign) for m in model.modules())
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False, with_numpy=True)
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False, with_numpy=True,
+                             with_qonnx=True)
     assert all(check.ok for check in checks), [check.text for check in checks]
+    qonnx_ops = _qonnx_ops(tmp_path / "export")
+    assert qonnx_ops.count("MultiThreshold") == ops.count("threshold")
+    assert "BatchNormalization" not in qonnx_ops and "Relu" not in qonnx_ops
+
+
+def _qonnx_ops(folder: Path) -> list[str]:
+    import onnx
+
+    return [node.op_type for node in onnx.load(str(folder / "network.qonnx.onnx")).graph.node]
 
 
 @pytest.mark.parametrize("values,levels,step", [
@@ -191,14 +206,16 @@ def test_export_and_eval_commands_with_onnx(ternary_run, tmp_path):
     bin_dir = Path(sys.executable).parent
     out = tmp_path / "export"
     exported = subprocess.run([bin_dir / "lrnets-export", ternary_run.paths.output_dir, out,
-                               "--onnx"], capture_output=True, text=True, timeout=300)
+                               "--onnx", "--qonnx"], capture_output=True, text=True, timeout=300)
     assert exported.returncode == 0, exported.stderr
     assert "16.0x smaller than float32" in exported.stdout and "network.onnx" in exported.stdout
-    evaluated = subprocess.run([bin_dir / "lrnets-eval", out, "--onnx"], capture_output=True,
-                               text=True, timeout=300)
+    assert "network.qonnx.onnx" in exported.stdout
+    evaluated = subprocess.run([bin_dir / "lrnets-eval", out, "--onnx", "--qonnx"],
+                               capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     assert "predictions identical to those of the run's chosen network" in evaluated.stdout
     assert "onnxruntime (network.onnx): 128 of 128 predictions as PyTorch's" in evaluated.stdout
+    assert "QONNX (network.qonnx.onnx, qonnx's executor): 128 of 128" in evaluated.stdout
     # the graph holds the codes packed as weights.bin does (uint8 codes would make it 3.9x)
     assert (out / "network.onnx").stat().st_size < 1.2 * (out / "weights.bin").stat().st_size
 
@@ -242,6 +259,7 @@ def test_export_and_eval_refuse_wrong_inputs_in_one_paragraph(ternary_run, smoke
     bad_onnx = tmp_path / "bad_onnx"
     shutil.copytree(good, bad_onnx)
     (bad_onnx / "network.onnx").write_bytes(b"not an ONNX graph")
+    (bad_onnx / "network.qonnx.onnx").write_bytes(b"not an ONNX graph")
     cases = [
         (export_main, [str(tmp_path / "absent"), str(tmp_path / "o1")]),
         (export_main, [full.paths.output_dir, str(tmp_path / "o2")]),
@@ -258,6 +276,8 @@ def test_export_and_eval_refuse_wrong_inputs_in_one_paragraph(ternary_run, smoke
         (eval_main, [str(good), "--batch-size", "0"]),
         (eval_main, [str(good), "--onnx"]),  # exported without network.onnx
         (eval_main, [str(bad_onnx), "--onnx"]),
+        (eval_main, [str(good), "--qonnx"]),  # exported without network.qonnx.onnx
+        (eval_main, [str(bad_onnx), "--qonnx"]),
         (eval_main, [str(_damaged(good, tmp_path, "no_graph", manifest_json=json.dumps(
             {k: v for k, v in json.loads(manifest).items() if k != "graph"}).encode())),
             "--numpy"]),  # an export of an earlier version
@@ -268,3 +288,16 @@ def test_export_and_eval_refuse_wrong_inputs_in_one_paragraph(ternary_run, smoke
         err = capsys.readouterr().err.strip()
         assert exit_info.value.code == 2, (argv, err)
         assert "error:" in err and "\n" not in err and "Traceback" not in err, (argv, err)
+
+
+def test_qonnx_without_the_package_says_which_extra(ternary_run, tmp_path, monkeypatch, capsys):
+    """--qonnx without qonnx installed: one paragraph naming the extra, the export itself kept."""
+    for name in [name for name in sys.modules if name.split(".")[0] == "qonnx"] + ["qonnx"]:
+        monkeypatch.setitem(sys.modules, name, None)  # an import of any of them fails
+    for main, argv in ((export_main, [ternary_run.paths.output_dir, str(tmp_path), "--qonnx"]),
+                       (eval_main, [str(tmp_path), "--qonnx"])):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and "lrnets[qonnx]" in err and "\n" not in err, err
+    assert (tmp_path / "weights.bin").exists() and (tmp_path / "manifest.json").exists()

@@ -13,6 +13,8 @@ the folder OUT:
   ``lrnets.integer_inference``, which runs it in NumPy), the run's chosen network and its test
   accuracy, and a digest of its test predictions (``lrnets-eval`` compares against it).
 - ``network.onnx`` with ``--onnx``: the same network as an ONNX graph, weights as uint8 indices.
+- ``network.qonnx.onnx`` with ``--qonnx``: the network in QONNX, weights through QONNX's
+  quantizers, sign networks' thresholds as MultiThreshold (``lrnets.qonnx_export``).
 
 It prints the sizes and the ratio to the same network in float32. ``lrnets.inference`` loads it.
 """
@@ -29,11 +31,11 @@ from torch import Tensor, nn
 
 from lrnets.bitpacking import bits_for, pack
 from lrnets.discrete_checkpoint import read_discrete_network
-from lrnets.errors import ConfigError
+from lrnets.errors import ConfigError, reason
 from lrnets.evaluation import batch_norms
-from lrnets.integer_inference import describe
-from lrnets.inference import (MANIFEST, ONNX, WEIGHTS, DiscreteConv2d, DiscreteLinear, fold,
-                              load_export, network_for, predictions_digest)
+from lrnets.inference import (ONNX, QONNX, DiscreteConv2d, DiscreteLinear, fold, load_export,
+                              network_for, predictions_digest)
+from lrnets.integer_inference import MANIFEST, WEIGHTS, describe
 
 def exported_network(saved: dict) -> tuple[nn.Module, dict]:
     """The inference network (``lrnets.inference``) holding the weights of ``discrete.pt``, and
@@ -65,7 +67,7 @@ def _tensor_bytes(name: str, tensor: Tensor, bits: int) -> tuple[dict, bytes]:
     return {"encoding": "float32"}, tensor.float().numpy().astype("<f4").tobytes()
 
 
-def export(source: Path, out: Path, with_onnx: bool = False) -> dict:
+def export(source: Path, out: Path, with_onnx: bool = False, with_qonnx: bool = False) -> dict:
     """Write the export of ``source`` (a run folder or ``discrete.pt``) into ``out``; return its
     manifest, with the sizes under ``"size"``."""
     saved = read_discrete_network(source)
@@ -101,9 +103,24 @@ def export(source: Path, out: Path, with_onnx: bool = False) -> dict:
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     if with_onnx:
         write_onnx(load_export(out)[0], architecture, out / ONNX)
+    if with_qonnx:
+        _write_qonnx(out)
     size["export_bytes"] = sum(f.stat().st_size for f in (out / WEIGHTS, out / MANIFEST))
     size["float32_bytes"] = 4 * (size["discrete_weights"] + size["float_values"])
     return {**manifest, "size": size}
+
+
+def _write_qonnx(out: Path) -> None:
+    try:
+        from lrnets.qonnx_export import write_qonnx
+        write_qonnx(out, out / QONNX)
+    except ImportError as err:
+        raise ConfigError(f"--qonnx needs the qonnx package ({reason(err)}): pip install "
+                          f"'lrnets[qonnx]'. {WEIGHTS} and {MANIFEST} are written in {out}.") \
+            from None
+    except ValueError as err:
+        raise ConfigError(f"--qonnx: {err}. {WEIGHTS} and {MANIFEST} are written in {out}.") \
+            from None
 
 
 class PackedCodes(nn.Module):
@@ -181,12 +198,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--onnx", action="store_true",
                         help=f"also write {ONNX} (needs the onnx packages: "
                              f"pip install lrnets[export])")
+    parser.add_argument("--qonnx", action="store_true",
+                        help=f"also write {QONNX}, the network in QONNX (needs the qonnx "
+                             f"package: pip install lrnets[qonnx])")
     args = parser.parse_args(argv)
     try:
-        manifest = export(args.checkpoint, args.out, args.onnx)
+        manifest = export(args.checkpoint, args.out, args.onnx, args.qonnx)
     except ConfigError as err:
         print(f"lrnets-export: error: {err}", file=sys.stderr)
         sys.exit(2)
     print(size_report(manifest, args.out))
-    if args.onnx:
-        print(f"  {ONNX}: {(args.out / ONNX).stat().st_size:,} B")
+    for wanted, name in ((args.onnx, ONNX), (args.qonnx, QONNX)):
+        if wanted:
+            print(f"  {name}: {(args.out / name).stat().st_size:,} B")

@@ -9,8 +9,9 @@ layer, and a full-precision first layer, keep their float32 weights.
 
 ``lrnets-eval EXPORT`` runs it on the test split of the run's data set and checks that its
 predictions are the ones the run's chosen network made (sec. 4.4), example by example; with
-``--onnx`` it runs ``network.onnx`` with onnxruntime too, and with ``--numpy`` the torch-free
-integer runner (``lrnets.integer_inference``), and compares them with PyTorch.
+``--onnx`` it runs ``network.onnx`` with onnxruntime too, with ``--numpy`` the torch-free
+integer runner (``lrnets.integer_inference``), with ``--qonnx`` ``network.qonnx.onnx`` in qonnx's
+executor (``lrnets.qonnx_export``), and compares them with PyTorch.
 """
 from __future__ import annotations
 
@@ -27,16 +28,16 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from lrnets.bitpacking import unpack
 from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError, reason
 from lrnets.evaluation import predictions
+from lrnets.integer_inference import MANIFEST, WEIGHTS, read_tensors
 from lrnets.layers import FullPrecisionLayers
 from lrnets.models import ARCHITECTURES, ReLUBlocks
 from lrnets.sign_layers import Sign, fold_thresholds
 from lrnets.sign_models import SignBlocks
 
-MANIFEST, WEIGHTS, ONNX = "manifest.json", "weights.bin", "network.onnx"
+ONNX, QONNX = "network.onnx", "network.qonnx.onnx"
 
 
 class _DiscreteWeights(nn.Module):
@@ -157,22 +158,14 @@ def load_export(folder: Path) -> tuple[nn.Module, dict]:
     folder = Path(folder)
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
-        blob = (folder / WEIGHTS).read_bytes()
+        (folder / WEIGHTS).stat()
     except (OSError, ValueError) as err:
         raise ConfigError(f"{folder} is not an export written by lrnets-export "
                           f"({reason(err)}).") from None
     try:
-        state = {}
-        for entry in manifest["tensors"]:
-            data = blob[entry["offset"]:entry["offset"] + entry["nbytes"]]
-            shape = entry["shape"]
-            if entry["encoding"] == "packed":
-                codes = unpack(data, entry["bits"], int(np.prod(shape)))
-                state[entry["name"]] = torch.from_numpy(codes).view(shape)
-            else:
-                state[entry["name"]] = torch.from_numpy(np.frombuffer(data, "<f4").copy()).view(shape)
+        manifest, tensors = read_tensors(folder)
         model = fold(network_for(manifest["architecture"]))
-        model.load_state_dict(state)
+        model.load_state_dict({name: torch.from_numpy(array) for name, array in tensors.items()})
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a damaged or foreign export
         raise ConfigError(f"{folder} holds a damaged or incomplete export: its {MANIFEST} and "
                           f"{WEIGHTS} do not make a network ({reason(err)[:300]}). "
@@ -189,9 +182,10 @@ class Check:
 
 
 def evaluate_export(folder: Path, data_root: str | None, batch_size: int, device: str,
-                    with_onnx: bool, with_numpy: bool = False) -> list[Check]:
+                    with_onnx: bool, with_numpy: bool = False,
+                    with_qonnx: bool = False) -> list[Check]:
     """Score the export on its test split; compare with the run's predictions (and with
-    onnxruntime's, NumPy's)."""
+    onnxruntime's, NumPy's, qonnx's)."""
     model, manifest = load_export(folder)
     model.to(device)
     data = {**manifest["data"], **({"root": data_root} if data_root else {})}
@@ -212,7 +206,27 @@ def evaluate_export(folder: Path, data_root: str | None, batch_size: int, device
         checks.append(_compare_onnx(folder / ONNX, model, loader, dm.batch_transform, device))
     if with_numpy:
         checks.append(_compare_numpy(folder, classes, loader, dm.batch_transform))
+    if with_qonnx:
+        checks.append(_compare_qonnx(folder / QONNX, classes, loader, dm.batch_transform))
     return checks
+
+
+def _compare_qonnx(path: Path, expected: Tensor, loader, transform: nn.Module) -> Check:
+    """qonnx's executor's predictions on the test split against PyTorch's (``expected``)."""
+    try:
+        from lrnets.qonnx_export import QonnxRunner
+        runner = QonnxRunner(path)
+    except ImportError as err:
+        raise ConfigError(f"--qonnx needs the qonnx package ({reason(err)}): pip install "
+                          f"'lrnets[qonnx]'.") from None
+    except Exception as err:  # missing, damaged or foreign: onnx's and qonnx's own exceptions
+        raise ConfigError(f"{path} cannot be read as QONNX ({reason(err)[:300]}); write it "
+                          f"again with lrnets-export RUN {path.parent} --qonnx.") from None
+    classes = np.concatenate([runner.logits(transform(x, train=False).numpy()).argmax(-1)
+                              for x, _ in loader])
+    same = int((torch.from_numpy(classes) == expected).sum())
+    return Check(f"QONNX ({path.name}, qonnx's executor): {same} of {len(expected)} "
+                 f"predictions as PyTorch's", same == len(expected))
 
 
 def _compare_numpy(folder: Path, expected: Tensor, loader, transform: nn.Module) -> Check:
@@ -266,6 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--numpy", action="store_true",
                         help="also run the network in NumPy with integer weights "
                              "(lrnets.integer_inference) and compare")
+    parser.add_argument("--qonnx", action="store_true",
+                        help=f"also run {QONNX} with qonnx's executor and compare")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -274,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
                        f"a batch size >= 1.\n")
     try:
         checks = evaluate_export(args.export, args.data_root, args.batch_size, args.device,
-                                 args.onnx, args.numpy)
+                                 args.onnx, args.numpy, args.qonnx)
     except ConfigError as err:
         print(f"lrnets-eval: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -34,6 +34,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lrnets.bitpacking import unpack
 
+MANIFEST, WEIGHTS = "manifest.json", "weights.bin"
 Graph = list[dict]
 
 
@@ -46,6 +47,33 @@ def levels_of(values: list[float]) -> tuple[np.ndarray, float]:
         if np.all(np.abs(scaled - np.round(scaled)) < 1e-6):
             return np.round(scaled).astype(np.int8), 1.0 / k
     return values.astype(np.float32), 1.0
+
+
+def read_tensors(folder: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
+    """An export's manifest and its tensors by name: a discrete layer's ``codes`` (uint8,
+    unpacked) and ``values``, every other tensor float32. Raises OSError (no such files),
+    ValueError or KeyError (not an export)."""
+    folder = Path(folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    blob = (folder / WEIGHTS).read_bytes()
+    tensors = {}
+    for entry in manifest["tensors"]:
+        data = blob[entry["offset"]:entry["offset"] + entry["nbytes"]]
+        if entry["encoding"] == "packed":
+            array = unpack(data, entry["bits"], int(np.prod(entry["shape"])))
+        else:
+            array = np.frombuffer(data, "<f4").copy()
+        tensors[entry["name"]] = array.reshape(entry["shape"])
+    return manifest, tensors
+
+
+def read_graph(folder: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
+    """``read_tensors`` of an export whose manifest has its graph (ValueError if it has none)."""
+    manifest, tensors = read_tensors(folder)
+    if "graph" not in manifest:
+        raise ValueError(f"{folder}: the export predates the graph in its manifest; write it "
+                         f"again with lrnets-export")
+    return manifest, tensors
 
 
 def describe(model) -> Graph:
@@ -108,20 +136,7 @@ class IntegerNetwork:
     """An export's network in NumPy: ``IntegerNetwork(folder).predict(images)``."""
 
     def __init__(self, folder: Path | str):
-        folder = Path(folder)
-        self.manifest = json.loads((folder / "manifest.json").read_text())
-        if "graph" not in self.manifest:
-            raise ValueError(f"{folder}: the export predates the graph in its manifest; write "
-                             f"it again with lrnets-export")
-        blob = (folder / "weights.bin").read_bytes()
-        self.tensors: dict[str, np.ndarray] = {}
-        for entry in self.manifest["tensors"]:
-            data = blob[entry["offset"]:entry["offset"] + entry["nbytes"]]
-            if entry["encoding"] == "packed":
-                array = unpack(data, entry["bits"], int(np.prod(entry["shape"])))
-            else:
-                array = np.frombuffer(data, "<f4")
-            self.tensors[entry["name"]] = array.reshape(entry["shape"])
+        self.manifest, self.tensors = read_graph(folder)
         self.levels: dict[str, np.ndarray] = {}  # discrete layer -> integer weights
         self.steps: dict[str, float] = {}
 
