@@ -218,7 +218,7 @@ def test_baseline_mode_trains_from_the_reference_and_writes_results(smoke_config
         assert "selection" not in results
     else:
         assert len(results["selection"]["candidates"]) == cfg.eval.num_samples + 1
-        assert (out / "checkpoints" / "discrete.pt").is_file()
+    assert (out / "checkpoints" / "discrete.pt").is_file()  # every discrete network exports
 
 
 @pytest.mark.parametrize("mode,latent", [("binaryconnect", "weight"),

@@ -21,6 +21,7 @@ from lrnets.export import main as export_main
 from lrnets.inference import DiscreteConv2d, DiscreteLinear, evaluate_export, load_export
 from lrnets.inference import main as eval_main
 from lrnets.integer_inference import levels_of
+from lrnets.quantized_layers import quantized_layers
 from lrnets.run import build_network, train
 from lrnets.sign_layers import ThresholdSign
 from tests.conftest import compose_config
@@ -185,6 +186,37 @@ def test_eval_notices_other_predictions(ternary_run, tmp_path):
     manifest_path.write_text(json.dumps(manifest))
     checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False)
     assert not checks[-1].ok and "DIFFERENT" in checks[-1].text
+
+
+@pytest.mark.parametrize("mode,levels,scaled", [
+    ("binaryconnect", {-1.0, 1.0}, False), ("ste_ternary", {-1.0, 0.0, 1.0}, False),
+    ("bwn", {-1.0, 1.0}, True), ("twn", {-1.0, 0.0, 1.0}, True),
+])
+def test_straight_through_baselines_export_their_network(smoke_config, tmp_path, mode, levels,
+                                                         scaled):
+    """A baseline's one deterministic network: its weights as indices into the quantiser's levels
+    and, for BWN and TWN, one scale per output channel (alpha_c; TWN's alpha repeated), the same
+    numbers as the trained layers' forward weights; the export and its runners reproduce the
+    run's test predictions."""
+    cfg = smoke_config("init=random", f"mode={mode}")
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    saved = torch.load(run_dir / "checkpoints" / "discrete.pt", weights_only=True)
+    assert ("scales" in saved) == scaled
+    model = build_network(cfg, 1, 10, cfg.dataset.image_size)
+    model.load_state_dict(torch.load(run_dir / "checkpoints" / "network.pt",
+                                     weights_only=True)["state_dict"])
+    for name, layer in quantized_layers(model).items():
+        assert set(saved["values"][name]) == levels
+        unit = torch.tensor(saved["values"][name])[saved["weights"][name].long()]
+        scale = saved["scales"][name].view(-1, *[1] * (unit.dim() - 1)) if scaled else 1.0
+        assert torch.equal(scale * unit, layer.quantized_weight().detach())
+    if mode == "twn":  # one alpha per layer
+        assert all(len(set(scales.tolist())) <= 2 for scales in saved["scales"].values())
+    export(run_dir, tmp_path / "export", with_onnx=True, with_qonnx=True)
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", True, with_numpy=True,
+                             with_qonnx=True)
+    assert all(check.ok for check in checks), [check.text for check in checks]
 
 
 def test_export_of_what_is_not_a_discrete_network_says_so(smoke_config, tmp_path):

@@ -2,12 +2,16 @@
 
     {"weights":    {layer: int8 indices into the layer's value set},
      "values":     {layer: the value set, e.g. [-1.0, 0.0, 1.0]},
+     "scales":     {layer: one scale per output channel} (the scaled straight-through baselines,
+                   BWN and TWN: weight = scale[c] * values[index]; absent otherwise),
      "state_dict": every other tensor (batch norms as the chosen network had them, the softmax
                    layer, a full-precision first layer),
      "meta":       what rebuilds the network and its test data without the run folder, and the
                    chosen network's predicted class for every test example}
 
-loadable with ``torch.load(weights_only=True)``. ``lrnets.export`` reads it.
+loadable with ``torch.load(weights_only=True)``. ``lrnets.export`` reads it. A LR-net's is its
+chosen sample (``save_discrete_network``), a straight-through baseline's its one deterministic
+network (``save_quantized_network``).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from lrnets.errors import ConfigError, reason
 from lrnets.evaluation import Selection, discrete_layers
 from lrnets.models import Network
+from lrnets.quantized_layers import quantized_layers
 from lrnets.run_folder import DISCRETE
 
 
@@ -27,16 +32,32 @@ def save_discrete_network(path: Path, model: Network, selection: Selection, meta
     """The chosen network: integer weights (indices into the value set, int8), its batch-norm
     statistics and every other parameter; loadable with ``torch.load(weights_only=True)``."""
     layers = discrete_layers(model)
+    _save(path, model, layers, meta, batch_norm=selection.batch_norm,
+          weights={name: layers[name].distribution.index_of(w).to(torch.int8).cpu()
+                   for name, w in selection.weights.items()},
+          values={name: layer.distribution.values.tolist() for name, layer in layers.items()})
+
+
+def save_quantized_network(path: Path, model: Network, meta: dict) -> None:
+    """A straight-through baseline's network (``lrnets.quantized_layers``): its quantised weights
+    as indices into the quantiser's levels, with the scales of BWN and TWN."""
+    layers = quantized_layers(model)
+    forms = {name: layer.discrete_form() for name, layer in layers.items()}
+    scales = {name: scale for name, (_, scale) in forms.items() if scale is not None}
+    _save(path, model, layers, meta, weights={name: codes for name, (codes, _) in forms.items()},
+          values={name: list(layer.quantizer.levels) for name, layer in layers.items()},
+          **({"scales": scales} if scales else {}))
+
+
+def _save(path: Path, model: Network, layers: dict, meta: dict, batch_norm: dict | None = None,
+          **entries) -> None:
+    """``entries`` (weights, values, scales) with every other tensor of ``model`` (its batch
+    norms replaced by ``batch_norm``) and ``meta``."""
     state = {k: v for k, v in model.state_dict().items()
              if not any(k.startswith(f"{name}.") for name in layers)}
-    state.update(selection.batch_norm)
-    torch.save({
-        "weights": {name: layers[name].distribution.index_of(w).to(torch.int8).cpu()
-                    for name, w in selection.weights.items()},
-        "values": {name: layer.distribution.values.tolist() for name, layer in layers.items()},
-        "state_dict": {k: v.cpu() for k, v in state.items()},
-        "meta": meta,
-    }, path)
+    state.update(batch_norm or {})
+    torch.save({**entries, "state_dict": {k: v.cpu() for k, v in state.items()}, "meta": meta},
+               path)
 
 
 def discrete_meta(cfg: DictConfig, dm: pl.LightningDataModule, chosen: dict,
@@ -64,8 +85,8 @@ def read_discrete_network(source: Path) -> dict:
     path = source / DISCRETE if source.is_dir() else source
     if not path.is_file():
         raise ConfigError(f"CHECKPOINT={source} is not a discrete network: give the folder of a "
-                          f"binary or ternary run or its {DISCRETE} (full-precision runs "
-                          f"have none).")
+                          f"discrete run (LR-net or straight-through baseline) or its {DISCRETE} "
+                          f"(full-precision runs have none).")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several unrelated types for unreadable files

@@ -34,7 +34,7 @@ from lrnets.discrete_checkpoint import read_discrete_network
 from lrnets.errors import ConfigError, reason
 from lrnets.evaluation import batch_norms
 from lrnets.inference import (ONNX, QONNX, DiscreteConv2d, DiscreteLinear, fold, load_export,
-                              network_for, predictions_digest)
+                              network_for, predictions_digest, scaled_weight)
 from lrnets.integer_inference import MANIFEST, WEIGHTS, describe
 
 def exported_network(saved: dict) -> tuple[nn.Module, dict]:
@@ -46,10 +46,13 @@ def exported_network(saved: dict) -> tuple[nn.Module, dict]:
                                                 "num_classes", "image_size")}
     architecture["activation"] = meta.get("activation", "relu")
     architecture["values"] = values
+    architecture["scaled"] = "scales" in saved  # BWN, TWN: a scale per output channel
     state = dict(saved["state_dict"])
     for name, indices in saved["weights"].items():
         state[f"{name}.codes"] = indices.to(torch.uint8)
         state[f"{name}.values"] = torch.tensor(saved["values"][name])
+        if architecture["scaled"]:
+            state[f"{name}.scale"] = saved["scales"][name]
     model = network_for(architecture)
     for bn in batch_norms(model):  # discrete.pt of runs before bn_eps was recorded: PyTorch's
         bn.eps = meta.get("bn_eps", 1e-5)
@@ -128,19 +131,21 @@ class PackedCodes(nn.Module):
     (``bitpacking.pack``: ``8 // bits`` to a byte, the first in the lowest bits), unpacked in
     the graph by integer division and remainder, then looked up in the values."""
 
-    def __init__(self, codes: Tensor, values: Tensor, bits: int):
+    def __init__(self, codes: Tensor, values: Tensor, bits: int, scale: Tensor | None):
         super().__init__()
         packed = torch.frombuffer(bytearray(pack(codes.numpy(), bits)), dtype=torch.uint8)
         self.register_buffer("packed", packed)
         self.register_buffer("places", (2 ** bits) ** torch.arange(8 // bits, dtype=torch.int32))
         self.register_buffer("values", values.clone())
+        self.register_buffer("scale", None if scale is None else scale.clone())
         self.shape, self.count, self.base = tuple(codes.shape), codes.numel(), 2 ** bits
 
     def forward(self) -> Tensor:
         digits = torch.div(self.packed.unsqueeze(-1).to(torch.int32), self.places,
                            rounding_mode="floor")
         codes = torch.remainder(digits, self.base)
-        return self.values[codes.flatten()[:self.count].long()].view(self.shape)
+        return scaled_weight(self.values[codes.flatten()[:self.count].long()].view(self.shape),
+                             self.scale)
 
 
 def _packed_for_onnx(model: nn.Module, bits: int) -> nn.Module:
@@ -151,8 +156,8 @@ def _packed_for_onnx(model: nn.Module, bits: int) -> nn.Module:
         return model
     for layer in model.modules():
         if isinstance(layer, (DiscreteConv2d, DiscreteLinear)):
-            layer.add_module("packed", PackedCodes(layer.codes, layer.values, bits))
-            del layer._buffers["codes"], layer._buffers["values"]
+            layer.add_module("packed", PackedCodes(layer.codes, layer.values, bits, layer.scale))
+            del layer._buffers["codes"], layer._buffers["values"], layer._buffers["scale"]
             object.__setattr__(layer, "weight", layer.packed)  # before the class's weight()
     return model
 
@@ -193,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         description="Write a run's chosen discrete network with packed weights, for inference "
                     "(lrnets.inference, lrnets-eval).")
     parser.add_argument("checkpoint", type=Path,
-                        help="a binary or ternary run's folder or its checkpoints/discrete.pt")
+                        help="a discrete run's folder (LR-net or straight-through baseline) or its "
+                             "checkpoints/discrete.pt")
     parser.add_argument("out", type=Path, help="the folder to write")
     parser.add_argument("--onnx", action="store_true",
                         help=f"also write {ONNX} (needs the onnx packages: "

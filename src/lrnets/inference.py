@@ -2,7 +2,8 @@
 
 The network is the run's architecture from ``lrnets.models`` built from ordinary modules:
 every discrete layer holds its weights as indices into the value set (``codes``, uint8) and the
-values, and convolves with ``values[codes]``, weights in {-1, 0, 1} for a ternary net; every batch
+values, and convolves with ``values[codes]``, weights in {-1, 0, 1} for a ternary net (times one
+scale per output channel for the straight-through baselines BWN and TWN); every batch
 norm is folded into one scale and shift per channel (``ScaleShift``), or, followed by a sign
 (Roth et al.'s sign networks), into one threshold per channel (``ThresholdSign``); the last
 layer, and a full-precision first layer, keep their float32 weights.
@@ -41,21 +42,29 @@ ONNX, QONNX = "network.onnx", "network.qonnx.onnx"
 
 
 class _DiscreteWeights(nn.Module):
-    """A weight tensor stored as ``codes`` (uint8 indices) into ``values``."""
+    """A weight tensor stored as ``codes`` (uint8 indices) into ``values`` and, where ``scaled``
+    (the straight-through baselines BWN and TWN), times one ``scale`` per output channel."""
 
-    def __init__(self, shape: tuple[int, ...], num_values: int):
+    def __init__(self, shape: tuple[int, ...], num_values: int, scaled: bool):
         super().__init__()
         self.register_buffer("codes", torch.zeros(shape, dtype=torch.uint8))
         self.register_buffer("values", torch.zeros(num_values))
+        self.register_buffer("scale", torch.ones(shape[0]) if scaled else None)
 
     def weight(self) -> Tensor:
-        return self.values[self.codes.long()]
+        return scaled_weight(self.values[self.codes.long()], self.scale)
+
+
+def scaled_weight(weight: Tensor, scale: Tensor | None) -> Tensor:
+    """``scale[c] * weight`` over output channels c (dimension 0); ``weight`` without a scale."""
+    return weight if scale is None else scale.view(-1, *[1] * (weight.dim() - 1)) * weight
 
 
 class DiscreteConv2d(_DiscreteWeights):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 padding: int, num_values: int):
-        super().__init__((out_channels, in_channels, kernel_size, kernel_size), num_values)
+                 padding: int, num_values: int, scaled: bool = False):
+        super().__init__((out_channels, in_channels, kernel_size, kernel_size), num_values,
+                         scaled)
         self.stride, self.padding = stride, padding
 
     def forward(self, x: Tensor) -> Tensor:
@@ -63,8 +72,9 @@ class DiscreteConv2d(_DiscreteWeights):
 
 
 class DiscreteLinear(_DiscreteWeights):
-    def __init__(self, in_features: int, out_features: int, num_values: int):
-        super().__init__((out_features, in_features), num_values)
+    def __init__(self, in_features: int, out_features: int, num_values: int,
+                 scaled: bool = False):
+        super().__init__((out_features, in_features), num_values, scaled)
         self.in_features, self.out_features = in_features, out_features
 
     def forward(self, x: Tensor) -> Tensor:
@@ -76,16 +86,16 @@ class DiscreteLayers:
 
     discrete = True
 
-    def __init__(self, num_values: int):
-        self.num_values = num_values
+    def __init__(self, num_values: int, scaled: bool = False):
+        self.num_values, self.scaled = num_values, scaled
 
     def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
              padding: int = 0) -> nn.Module:
         return DiscreteConv2d(in_channels, out_channels, kernel_size, stride, padding,
-                              self.num_values)
+                              self.num_values, self.scaled)
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
-        return DiscreteLinear(in_features, out_features, self.num_values)
+        return DiscreteLinear(in_features, out_features, self.num_values, self.scaled)
 
 
 class ScaleShift(nn.Module):
@@ -130,7 +140,7 @@ def network_for(architecture: dict) -> nn.Module:
     """The architecture an export's manifest describes, with its batch norms still in place: the
     paper's ReLU blocks, or Roth et al.'s sign blocks (``activation: sign``, exports from this
     version on)."""
-    layers = DiscreteLayers(len(architecture["values"]))
+    layers = DiscreteLayers(len(architecture["values"]), architecture.get("scaled", False))
     build = ARCHITECTURES[architecture["arch"]]
     shape = (architecture["in_channels"], architecture["num_classes"], architecture["image_size"])
     if architecture.get("activation", "relu") == "sign":

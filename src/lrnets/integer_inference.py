@@ -5,9 +5,10 @@ operations applied in order to an N x C x H x W float32 batch. This module owns 
 description: ``describe`` writes it from the inference network (``lrnets.inference``) and
 ``IntegerNetwork`` runs it. Tensors are named as in the manifest's ``tensors``:
 
-    {"op": "conv", "tensor": T, "discrete": D, "stride": S, "padding": P}
+    {"op": "conv", "tensor": T, "discrete": D, "scaled": A, "stride": S, "padding": P}
         D: weights T.codes / T.values (a discrete layer); else T.weight (float32, no bias)
-    {"op": "linear", "tensor": T, "discrete": D, "bias": B}      B: T.bias or null
+        A: the output times T.scale per channel (BWN and TWN's discrete layers)
+    {"op": "linear", "tensor": T, "discrete": D, "scaled": A, "bias": B}   B: T.bias or null
     {"op": "scale_shift", "tensor": T}       x * T.scale + T.shift per channel (a folded BN)
     {"op": "threshold", "tensor": T}         +1 where T.direction * (x - T.threshold) >= 0,
                                              else -1 (batch norm and sign folded, Roth et al.)
@@ -20,7 +21,8 @@ A discrete layer's weights are the value set's integer levels: the values times 
 k in 1..64 that makes them all integers ({-1, 0, 1} for ternary, {-3, -1, 1, 3} for the
 quaternary grid {-1, -1/3, 1/3, 1}), stored as int8, so the layer computes signed sums of its
 inputs (x + x + x for a level 3) and, where k > 1, one multiplication by 1 / k per output. The
-sums run through float32 matrix products, which are exact integer arithmetic wherever the
+scaled straight-through baselines (BWN, TWN) multiply each output channel's sums by its scale.
+The sums run through float32 matrix products, which are exact integer arithmetic wherever the
 inputs are integers (the +-1 activations of sign networks: every sum is far below 2**24), so a
 sign network's hidden layers compute in integers and compare against thresholds.
 """
@@ -90,13 +92,14 @@ def describe(model) -> Graph:
             return [op for name, child in module.named_children()
                     for op in ops(child, f"{prefix}{name}.")]
         tensor = prefix[:-1]
+        layer = {"tensor": tensor, "discrete": isinstance(module, (DiscreteConv2d, DiscreteLinear)),
+                 "scaled": getattr(module, "scale", None) is not None}
         if isinstance(module, (DiscreteConv2d, nn.Conv2d)):
-            return [{"op": "conv", "tensor": tensor, "discrete": isinstance(module, DiscreteConv2d),
-                     "stride": _single(module.stride), "padding": _single(module.padding)}]
+            return [{"op": "conv", **layer, "stride": _single(module.stride),
+                     "padding": _single(module.padding)}]
         if isinstance(module, (DiscreteLinear, nn.Linear)):
             bias = getattr(module, "bias", None)
-            return [{"op": "linear", "tensor": tensor,
-                     "discrete": isinstance(module, DiscreteLinear),
+            return [{"op": "linear", **layer,
                      "bias": f"{tensor}.bias" if bias is not None else None}]
         if isinstance(module, ScaleShift):
             return [{"op": "scale_shift", "tensor": tensor}]
@@ -170,13 +173,20 @@ class IntegerNetwork:
         windows = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
         n, c, h, w = windows.shape[:4]
         columns = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * k * k)
-        out = columns @ weight.reshape(out_channels, -1).T
-        return _scaled(out, step).reshape(n, h, w, out_channels).transpose(0, 3, 1, 2)
+        out = self._scaled(op, columns @ weight.reshape(out_channels, -1).T, step)
+        return out.reshape(n, h, w, out_channels).transpose(0, 3, 1, 2)
 
     def _linear(self, op: dict, x: np.ndarray) -> np.ndarray:
         weight, step = self.weights(op)
-        out = _scaled(x @ weight.T, step)
+        out = self._scaled(op, x @ weight.T, step)
         return out + self.tensors[op["bias"]] if op["bias"] else out
+
+    def _scaled(self, op: dict, sums: np.ndarray, step: float) -> np.ndarray:
+        """A layer's output from its integer-weighted sums (output channels last): in steps of
+        ``step``, times the layer's scale per channel where it has one."""
+        if op.get("scaled"):
+            return sums * (self.tensors[f"{op['tensor']}.scale"] * np.float32(step))
+        return sums if step == 1.0 else sums * np.float32(step)
 
     def _scale_shift(self, op: dict, x: np.ndarray) -> np.ndarray:
         return x * _channels(self.tensors[f"{op['tensor']}.scale"], x) + _channels(
@@ -206,11 +216,6 @@ class IntegerNetwork:
 
     def _affine(self, op: dict, x: np.ndarray) -> np.ndarray:
         return x * np.float32(op["scale"]) + self.tensors[op["bias"]]
-
-
-def _scaled(sums: np.ndarray, step: float) -> np.ndarray:
-    """A discrete layer's output: its integer-weighted sums in steps of ``step``."""
-    return sums if step == 1.0 else sums * np.float32(step)
 
 
 def _channels(values: np.ndarray, x: np.ndarray) -> np.ndarray:

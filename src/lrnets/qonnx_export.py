@@ -5,7 +5,8 @@
 quantizer that states their value set, batch norms are folded (``Mul`` and ``Add`` per channel),
 and a sign network's batch norm and sign are one ``MultiThreshold`` per channel (Roth et al.).
 
-- Binary weights {-a, a}: ``BipolarQuant(w, a)``.
+- Binary weights {-a, a}: ``BipolarQuant(w, a)``. BWN and TWN's scales are the quantizers'
+  scales, one per output channel.
 - Any other grid, levels * step with integer levels (ternary {-1, 0, 1}: step 1; the quaternary
   {-1, -1/3, 1/3, 1}: levels {-3, -1, 1, 3}, step 1/3): ``Quant(w, step, 0, bits)``, signed, narrow
   range [-(2^(bits-1) - 1), 2^(bits-1) - 1], with the fewest bits that hold the levels.
@@ -57,16 +58,20 @@ class _Writer:
         if not op["discrete"]:
             return self.constant(f"{tensor}.weight", self.tensors[f"{tensor}.weight"])
         values = self.tensors[f"{tensor}.values"]
-        weight = self.constant(f"{tensor}.weight", values[self.tensors[f"{tensor}.codes"]])
         levels, step = levels_of(values.tolist())
         if levels.dtype != np.int8:
             raise ValueError(f"{tensor}: the value set {values.tolist()} lies on no grid "
                              f"levels / k (k <= 64), which QONNX's Quant node needs")
+        unit, scale = values[self.tensors[f"{tensor}.codes"]], np.float32(step)
+        if op.get("scaled"):  # BWN, TWN: the quantizer's scale per output channel
+            channels = self.tensors[f"{tensor}.scale"].reshape((-1,) + (1,) * (unit.ndim - 1))
+            unit, scale = unit * channels, channels * scale
+        weight = self.constant(f"{tensor}.weight", unit)
         if sorted(set(levels.tolist())) == [-1, 1]:
-            return self.node("BipolarQuant", [weight, self.constant("scale", step)],
+            return self.node("BipolarQuant", [weight, self.constant("scale", scale)],
                              f"{tensor}.binary", QONNX_DOMAIN)
         bits = int(np.abs(levels).max()).bit_length() + 1
-        return self.node("Quant", [weight, self.constant("scale", step),
+        return self.node("Quant", [weight, self.constant("scale", scale),
                                    self.constant("zero_point", 0.0),
                                    self.constant("bits", bits)],
                          f"{tensor}.quantized", QONNX_DOMAIN, signed=1, narrow=1,

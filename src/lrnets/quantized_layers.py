@@ -29,6 +29,23 @@ class QuantizedLayer(nn.Module):
         return self.quantizer(self.weight)
 
     @torch.no_grad()
+    def discrete_form(self) -> tuple[Tensor, Tensor | None]:
+        """The forward weight as int8 indices into ``quantizer.levels`` and, for the scaled
+        methods, its scale per output channel: weight = scale[c] * levels[codes] (BWN's alpha_c,
+        TWN's alpha repeated), the same numbers as ``quantized_weight``."""
+        weight = self.quantized_weight()
+        scale = None
+        if self.quantizer.multiplications != "none":
+            scale = weight.abs().amax(dim=tuple(range(1, weight.dim())))
+            scale = torch.where(scale > 0, scale, 1.0)  # a channel of zeros: any scale
+            weight = weight / scale.view(-1, *[1] * (weight.dim() - 1))
+        matches = weight.unsqueeze(-1) == torch.tensor(self.quantizer.levels, dtype=weight.dtype,
+                                                       device=weight.device)
+        assert matches.any(-1).all(), "a quantised weight off its levels"
+        return matches.to(torch.int8).argmax(-1).to(torch.int8).cpu(), (
+            None if scale is None else scale.cpu())
+
+    @torch.no_grad()
     def init_from_weights(self, weight: Tensor) -> None:
         """Set the latent weight from a full-precision weight normalised by its standard
         deviation (as the LR-nets' eq. 6-8 take it, sec. 4.1), clipped when ``clip`` is set."""

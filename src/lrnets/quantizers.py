@@ -23,8 +23,9 @@ from torch import Tensor
 
 
 def straight_through(latent: Tensor, rounded: Tensor) -> Tensor:
-    """``rounded`` in the forward pass, the identity w.r.t. ``latent`` in the backward pass."""
-    return latent + (rounded - latent).detach()
+    """``rounded`` in the forward pass, exactly (``latent - latent`` is 0), and the identity
+    w.r.t. ``latent`` in the backward pass."""
+    return rounded.detach() + (latent - latent.detach())
 
 
 class Quantizer(metaclass=ABCMeta):

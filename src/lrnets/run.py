@@ -27,7 +27,8 @@ from lrnets.console import choosing_line, final_lines, progress_callbacks, quiet
 from lrnets.cpu_memory import keep_freed_memory
 from lrnets.data import build_datamodule
 from lrnets.decisive import decisive_config
-from lrnets.discrete_checkpoint import discrete_meta, save_discrete_network
+from lrnets.discrete_checkpoint import (discrete_meta, save_discrete_network,
+                                        save_quantized_network)
 from lrnets.distributed import all_ranks, examples_counted, rank_shard
 from lrnets.errors import ConfigError
 from lrnets.evaluation import (EvalData, accuracy, chosen_network, discrete_layers,
@@ -229,8 +230,14 @@ def train(cfg: DictConfig) -> dict:
             save_discrete_network(out / DISCRETE, model, selection,
                                   discrete_meta(cfg, dm, summary["chosen"], test_predictions))
     else:
-        results["val_error"] = 1 - accuracy(model, data.val, data.transform, data.reduce)
-        results["test_error"] = 1 - accuracy(model, data.test, data.transform, data.reduce)
+        val_acc = accuracy(model, data.val, data.transform, data.reduce)
+        test_acc = accuracy(model, data.test, data.transform, data.reduce)
+        results["val_error"], results["test_error"] = 1 - val_acc, 1 - test_acc
+        if quantized_layers(model) and trainer.is_global_zero:  # a straight-through baseline
+            chosen = {"name": "straight_through", "val_acc": val_acc, "test_acc": test_acc}
+            test_predictions = predictions(model, dm.test_dataloader(), dm.batch_transform)
+            save_quantized_network(out / DISCRETE, model,
+                                   discrete_meta(cfg, dm, chosen, test_predictions))
     if cfg.eval.top5:  # Table 2 (ImageNet): top-5 error of the reported network
         with chosen_network(model, selection) if discrete else nullcontext():
             results["test_error_top5"] = 1 - accuracy(model, data.test, data.transform,
