@@ -4,6 +4,8 @@
   deprecation warnings are silenced unless ``verbose=true``.
 - On a terminal, Lightning's progress bar counts epochs as ``Epoch 3/190``; in a file or a batch
   job, one line per epoch instead of bar redraws.
+- Choosing the discrete network says what it scores, then its progress: a bar on a terminal, one
+  line per scored network in a file.
 - The summary names the reported figure (which network, batch norm as trained or re-estimated,
   validation and test), then the spread over the sampled networks and the most probable
   network, both batch-norm variants where both were scored, and where the files are.
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import warnings
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
+from tqdm import tqdm
 
 from lrnets.run_folder import Results, Split, most_probable_error, samples_error
 
@@ -73,6 +77,42 @@ def choosing_line(num_samples: int, recalibrate_bn: bool) -> str:
     bn = ", each with batch norm as trained and re-estimated" if recalibrate_bn else ""
     return (f"Choosing the discrete network: scoring the most probable network and "
             f"{num_samples} sampled networks on the validation and test splits{bn} ...")
+
+
+class CandidateProgress:
+    """The choice of the discrete network, one step per scored candidate (sec. 4.4): a bar on a
+    terminal; in a file, one line each, ``network 3/11 (sample_1, batch norm re-estimated):
+    val 1.23%, test 1.30%, 4 s``. Called with each candidate's scores."""
+
+    def __init__(self, total: int, recalibrate_bn: bool):
+        self.total, self.done, self.recalibrate_bn = total, 0, recalibrate_bn
+        self.last = time.monotonic()
+        self.bar = tqdm(total=total, desc="Choosing", unit="network", leave=False,
+                        file=sys.stdout) if sys.stdout.isatty() else None
+
+    def __call__(self, scores: dict) -> None:
+        self.done += 1
+        suffix = "_recalibrated" if self.recalibrate_bn else ""
+        test = scores.get("test_acc" + suffix)
+        figures = (f"val {percent(1 - scores['val_acc' + suffix])}, test "
+                   f"{percent(None if test is None else 1 - test)}")
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{scores['name']}: {figures}")
+            self.bar.update()
+            if self.done == self.total:
+                self.bar.close()
+            return
+        now, seconds = time.monotonic(), time.monotonic() - self.last
+        self.last = now
+        bn = ", batch norm re-estimated" if self.recalibrate_bn else ""
+        print(f"  network {self.done}/{self.total} ({scores['name']}{bn}): {figures}, "
+              f"{seconds:.0f} s", flush=True)
+
+
+def candidate_progress(num_samples: int, recalibrate_bn: bool,
+                       enabled: bool) -> CandidateProgress | None:
+    """The progress of choosing among the most probable and ``num_samples`` sampled networks."""
+    return CandidateProgress(num_samples + 1, recalibrate_bn) if enabled else None
 
 
 def percent(value: float | None) -> str:

@@ -203,11 +203,13 @@ def ensemble_accuracy(model: nn.Module, data: EvalData, num_networks: int, seed:
 
 
 def select_discrete_network(model: nn.Module, data: EvalData, num_samples: int, seed: int,
-                            recalibrate_bn: bool = False, recalibration_batches: int = 20) -> Selection:
+                            recalibrate_bn: bool = False, recalibration_batches: int = 20,
+                            report: Callable[[dict], None] | None = None) -> Selection:
     """Score the mode and ``num_samples`` sampled networks; keep the best on validation.
 
     With ``recalibrate_bn`` each candidate is scored twice, with the running statistics of
     training and with statistics re-estimated on the candidate; the choice uses the latter.
+    ``report`` receives each candidate's scores as they are known (the console's progress).
     """
     selection = Selection()
     best = -1.0
@@ -234,4 +236,6 @@ def select_discrete_network(model: nn.Module, data: EvalData, num_samples: int, 
                 selection.weights = weights
                 selection.batch_norm = batch_norm_state(model)
         selection.candidates.append(scores)
+        if report is not None:
+            report(scores)
     return selection

@@ -23,7 +23,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from lrnets.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
                               SampledEvaluation)
-from lrnets.console import choosing_line, final_lines, progress_callbacks, quiet
+from lrnets.console import (candidate_progress, choosing_line, final_lines, progress_callbacks,
+                            quiet)
 from lrnets.cpu_memory import keep_freed_memory
 from lrnets.data import build_datamodule
 from lrnets.decisive import decisive_config
@@ -214,8 +215,10 @@ def train(cfg: DictConfig) -> dict:
         ev = cfg.eval
         if trainer.is_global_zero:
             print(choosing_line(ev.num_samples, ev.recalibrate_bn), flush=True)
+        progress = candidate_progress(ev.num_samples, ev.recalibrate_bn,
+                                      cfg.trainer.enable_progress_bar and trainer.is_global_zero)
         selection = select_discrete_network(model, data, ev.num_samples, cfg.seed,
-                                            ev.recalibrate_bn, ev.recalibration_batches)
+                                            ev.recalibrate_bn, ev.recalibration_batches, progress)
         summary = selection.summary()
         results.update(error_figures(summary))
         results["selection"] = summary
