@@ -50,6 +50,19 @@ def test_bad_value_is_one_paragraph_and_exit_2(tmp_path):
     assert not list((tmp_path / "runs").iterdir())  # a rejected command leaves no run folder
 
 
+def test_overrides_that_do_not_compose_are_one_paragraph_and_exit_2(tmp_path):
+    """Before Hydra starts: an unknown option names its node's options, an unknown group choice
+    the group's, a moved option its new place; no run folder is left."""
+    for override, allowed in [("mode.bta=1", "its options: name, layers"),
+                              ("arch=x", "allowed: auto, lenet, mlp"),
+                              ("mode.beta=0.1", "mode.beta is now regularizer.beta")]:
+        proc = _train(tmp_path, override)
+        assert proc.returncode == 2, (override, proc.stderr)
+        err = proc.stderr.strip()
+        assert override in err and allowed in err and "\n" not in err, err
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
 def test_the_console_is_quiet_one_line_per_epoch_in_a_file(tmp_path):
     proc = _train(tmp_path, "mode=ternary", "trainer.enable_progress_bar=true",
                   "eval.recalibrate_bn=true")

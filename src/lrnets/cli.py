@@ -9,15 +9,29 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lrnets.config import CONF_DIR, PRIMARY
+from lrnets.config import CONF_DIR, PRIMARY, compose_config
 from lrnets.errors import ConfigError, RunStopped
 from lrnets.faults import sigterm_raises, signal_number
 from lrnets.resume import resume_hint
 from lrnets.run import train
 
 
+def main() -> None:
+    """``lrnets-train OVERRIDES``: overrides that do not compose (an unknown option, a moved one
+    such as ``mode.beta``) print one paragraph and exit with status 2 before Hydra starts; a
+    multirun (``-m``) leaves them to Hydra."""
+    args = sys.argv[1:]
+    if not {"-m", "--multirun"} & set(args):
+        try:
+            compose_config([arg for arg in args if "=" in arg and not arg.startswith("-")])
+        except ConfigError as err:
+            print(f"lrnets: error: {err}", file=sys.stderr)
+            sys.exit(2)
+    run()
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=PRIMARY)
-def main(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     """Train one configuration. A bad value prints one paragraph and exits with status 2; a run
     stopped early (``lrnets.faults``) says how to continue and exits with a non-zero status."""
     try:

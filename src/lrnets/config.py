@@ -6,13 +6,14 @@ else here that needs a config (the table scripts, the reference run, the tests).
 """
 from __future__ import annotations
 
+import re
 from contextlib import nullcontext
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lrnets.decisive import MOVED
 from lrnets.errors import ConfigError
@@ -30,11 +31,39 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
             return compose(PRIMARY, overrides=[o for o in overrides
                                                if not o.lstrip("+~").startswith("hydra.")])
         except HydraException as err:
-            moved = [f"{old} is now {new}" for old, new in MOVED.items()
-                     if any(o.lstrip("+~").startswith(old + "=") for o in overrides)]
-            hint = f" ({'; '.join(moved)})" if moved else ""
             raise ConfigError(f"the overrides {' '.join(overrides)} do not compose: "
-                              f"{str(err).splitlines()[0]}{hint}") from None
+                              f"{_allowed(str(err), overrides)}") from None
+
+
+def _allowed(message: str, overrides: list[str] | tuple[str, ...]) -> str:
+    """Hydra's composition error in one line, with what is allowed: a group's options, the
+    options of the node an unknown key was set in, or the new place of a moved option."""
+    lines = message.splitlines()
+    text = lines[0]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Available options in")]
+    if starts:  # an unknown option of a group: Hydra lists the group's options, tab-indented
+        options = []
+        for line in lines[starts[0] + 1:]:
+            if not line.startswith("\t"):
+                break
+            options.append(line.strip())
+        return f"{text}; allowed: {', '.join(options)}"
+    moved = [f"{old} is now {new}" for old, new in MOVED.items()
+             if any(o.lstrip("+~").startswith(old + "=") for o in overrides)]
+    if moved:
+        return f"{text} ({'; '.join(moved)})"
+    unknown = re.match(r"Could not override '(.+)'\.", text)
+    if unknown and "." in unknown.group(1):
+        parent, key = unknown.group(1).rsplit(".", 1)
+        try:
+            node = OmegaConf.select(compose(PRIMARY, overrides=[
+                o for o in overrides if not o.lstrip("+~").startswith(unknown.group(1) + "=")
+                and not o.lstrip("+~").startswith("hydra.")]), parent)
+        except HydraException:
+            node = None
+        if isinstance(node, DictConfig):
+            return f"{text} {parent} has no option {key}; its options: {', '.join(node)}"
+    return text
 
 
 def group_choices(group: str) -> list[str]:
