@@ -21,8 +21,8 @@ from tests.conftest import REPO, compose_config
 
 
 @pytest.mark.parametrize("override,status,message", [
-    ("mode=quaternary", 1, "Could not find 'mode/quaternary'"),
-    ("train.epoch=3", 1, "Could not override 'train.epoch'"),
+    ("mode=quaternary", 2, "Could not find 'mode/quaternary'; allowed: binary, binaryconnect"),
+    ("train.epoch=3", 2, "train has no option epoch; its options: epochs, batch_size"),
     ("train.epochs=ten", 2, "train.epochs='ten' is not allowed: use an integer"),
 ], ids=["unknown-choice", "unknown-key", "wrong-type"])
 def test_command_line_rejects_bad_config_in_one_paragraph(tmp_path, override, status, message):
@@ -31,6 +31,7 @@ def test_command_line_rejects_bad_config_in_one_paragraph(tmp_path, override, st
                           timeout=300)
     assert proc.returncode == status
     assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 @pytest.fixture(scope="module")
