@@ -14,6 +14,7 @@ from lrnets.distributed import rank_shard
 from lrnets.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights, fixed_weights,
                                recalibrate_batch_norm, select_discrete_network)
 from lrnets.layers import DiscreteConv2d
+from lrnets.run_folder import score_key
 from lrnets.summary import layer_names
 
 
@@ -128,7 +129,7 @@ class SampledEvaluation(pl.Callback):
                         calibration=dm.calibration_dataloader(),
                         reduce=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
         summary = select_discrete_network(module.model, data, **self.kwargs).summary()
-        key = "val_acc_recalibrated" if self.kwargs["recalibrate_bn"] else "val_acc"
+        key = score_key("val", self.kwargs["recalibrate_bn"])
         module.log("val/acc_sampled_best", summary["chosen"]["val_acc"])
         module.log("val/acc_sampled_mean", summary[f"samples_{key}_mean"] or summary[f"mode_{key}"])
         module.log("val/acc_mode", summary[f"mode_{key}"])

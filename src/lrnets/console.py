@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 from tqdm import tqdm
 
-from lrnets.run_folder import Results, Split, most_probable_error, samples_error
+from lrnets.run_folder import Results, Split, most_probable_error, samples_error, score_key
 
 _LIGHTNING_INFO = ("pytorch_lightning", "lightning_fabric", "lightning")  # their loggers' roots
 
@@ -92,9 +92,8 @@ class CandidateProgress:
 
     def __call__(self, scores: dict) -> None:
         self.done += 1
-        suffix = "_recalibrated" if self.recalibrate_bn else ""
-        test = scores.get("test_acc" + suffix)
-        figures = (f"val {percent(1 - scores['val_acc' + suffix])}, test "
+        test = scores.get(score_key("test", self.recalibrate_bn))
+        figures = (f"val {percent(1 - scores[score_key('val', self.recalibrate_bn)])}, test "
                    f"{percent(None if test is None else 1 - test)}")
         if self.bar is not None:
             self.bar.set_postfix_str(f"{scores['name']}: {figures}")

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lrnets.layers import DiscreteLayer
+from lrnets.run_folder import score_key
 
 Reduce = Callable[[Tensor], Tensor]
 
@@ -217,21 +218,22 @@ def select_discrete_network(model: nn.Module, data: EvalData, num_samples: int, 
         weights = draw_weights(model, None if index is None else sample_seed(seed, index))
         scores = {"name": "mode" if index is None else f"sample_{index}"}
         with fixed_weights(model, weights), preserved_batch_norm(model):
-            variants = [("", False)] + ([("_recalibrated", True)] if recalibrate_bn else [])
-            for suffix, recalibrate in variants:
+            for recalibrate in (False, True) if recalibrate_bn else (False,):
                 if recalibrate:
-                    recalibrate_batch_norm(model, data.calibration, data.transform, recalibration_batches)
-                scores["val_acc" + suffix] = accuracy(model, data.val, data.transform, data.reduce)
+                    recalibrate_batch_norm(model, data.calibration, data.transform,
+                                           recalibration_batches)
+                scores[score_key("val", recalibrate)] = accuracy(model, data.val, data.transform,
+                                                                 data.reduce)
                 if data.test is not None:
-                    scores["test_acc" + suffix] = accuracy(model, data.test, data.transform, data.reduce)
-            key = "val_acc_recalibrated" if recalibrate_bn else "val_acc"
-            if scores[key] > best:
-                best = scores[key]
+                    scores[score_key("test", recalibrate)] = accuracy(
+                        model, data.test, data.transform, data.reduce)
+            if scores[score_key("val", recalibrate_bn)] > best:
+                best = scores[score_key("val", recalibrate_bn)]
                 selection.chosen = {
                     "name": scores["name"],
                     "recalibrated_bn": recalibrate_bn,
-                    "val_acc": scores[key],
-                    "test_acc": scores.get(key.replace("val", "test")),
+                    "val_acc": best,
+                    "test_acc": scores.get(score_key("test", recalibrate_bn)),
                 }
                 selection.weights = weights
                 selection.batch_norm = batch_norm_state(model)

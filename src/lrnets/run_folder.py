@@ -91,6 +91,12 @@ class Results(TypedDict, total=False):
     paths: dict                 # ``where``
 
 
+def score_key(split: Split, recalibrated: bool) -> str:
+    """The name of a candidate network's accuracy in ``Selection`` (``lrnets.evaluation``):
+    ``val_acc``, ``test_acc_recalibrated`` (batch norm re-estimated on the candidate)."""
+    return f"{split}_acc" + ("_recalibrated" if recalibrated else "")
+
+
 def figure_key(candidates: Literal["mode", "samples"], split: Split, recalibrated: bool,
                statistic: Literal["mean", "std"] | None = None) -> str:
     """The name of an error figure: ``mode_test_error_recalibrated``, ``samples_val_error_std``."""
@@ -106,7 +112,7 @@ def error_figures(selection: dict) -> Results:
                         "chosen": chosen["name"], "recalibrated_bn": chosen["recalibrated_bn"]}
     for split in ("val", "test"):
         for recalibrated in (False, True):
-            acc = f"{split}_acc" + ("_recalibrated" if recalibrated else "")
+            acc = score_key(split, recalibrated)
             if selection.get(f"mode_{acc}") is None:
                 continue
             figures[figure_key("mode", split, recalibrated)] = 1 - selection[f"mode_{acc}"]
