@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch import nn
 
 from lrnets.data import build_datamodule
@@ -87,3 +88,26 @@ def test_synthetic_data_module_builds():
 def test_an_option_that_moved_is_named_with_its_new_place():
     with pytest.raises(ConfigError, match=r"mode\.beta is now regularizer\.beta"):
         compose(["mode=binary", "mode.beta=0"])
+
+
+def half_the_synthetic_classes(cfg, batch_size, seed, num_workers):
+    """A reader of this test: the synthetic data set with half its classes."""
+    from lrnets.data.readers import synthetic
+
+    return synthetic(OmegaConf.merge(cfg, {"num_classes": cfg.num_classes // 2}), batch_size,
+                     seed, num_workers)
+
+
+def test_a_data_set_is_read_by_the_reader_its_config_names(tmp_path):
+    """dataset.reader: a dotted path, so a new data set is its config and its reader; a path
+    that does not import is one paragraph naming it; configs of earlier versions (no reader)
+    read their data set by its name."""
+    cfg = compose_config(tmp_path, "dataset=synthetic",
+                         "dataset.reader=tests.test_configs.half_the_synthetic_classes")
+    assert build_datamodule(cfg.dataset, batch_size=8, seed=0).num_classes == 5
+    cfg.dataset.reader = "lrnets.data.readers.no_such_reader"
+    with pytest.raises(ConfigError, match=r"dataset\.reader='lrnets\.data\.readers\.no_such_reader"
+                                          r"' cannot be imported"):
+        build_datamodule(cfg.dataset, batch_size=8, seed=0)
+    earlier = OmegaConf.create({k: v for k, v in cfg.dataset.items() if k != "reader"})
+    assert build_datamodule(earlier, batch_size=8, seed=0).num_classes == 10

@@ -4,7 +4,8 @@ full-precision reference, ``lrnets.reference``).
 
 Everything in the composed config decides the results except ``NOT_DECISIVE``: where outputs
 and data are, how the run is executed (including the LR layers' fused form, which computes
-the same maps), what it does after training. Of the trainer, only how much it trains decides
+the same maps), what it does after training; a data set's name decides, not the path of its
+reader. Of the trainer, only how much it trains decides
 (``trainer.limit_train_batches``, ``trainer.max_steps``), not devices, precision or logging.
 The regulariser's coefficients decide, not its name. ``MOVED`` translates the settings older
 versions recorded under other names.
@@ -14,7 +15,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 NOT_DECISIVE = ("ckpt_path", "paths", "trainer", "eval", "task_name", "verbose", "dataset.root",
-                "dataset.num_workers", "dataset.download", "dataset.on_device",
+                "dataset.num_workers", "dataset.download", "dataset.on_device", "dataset.reader",
                 "mode.layers.fused", "regularizer.name")
 DECISIVE_TRAINER = ("trainer.limit_train_batches", "trainer.max_steps")
 MOVED = {"mode.probability_decay": "regularizer.probability_decay",  # the regularizer= group

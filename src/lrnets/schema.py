@@ -63,6 +63,7 @@ class Train:
 @dataclass
 class Dataset:
     name: str = MISSING
+    reader: str = MISSING   # a reader's dotted path (lrnets.data.readers)
     root: Optional[str] = MISSING
     download: bool = MISSING
     val_size: int = _at_least(1, "hold out at least 1 training example to choose the network")

@@ -1,36 +1,31 @@
 """Data sets as Lightning data modules; ``build_datamodule(cfg.dataset, ...)`` is the entry."""
 from __future__ import annotations
 
+from hydra.utils import get_method
 from omegaconf import DictConfig
 
-from lrnets.data.files import DataError, data_root, load_cifar10, load_mnist_like
-from lrnets.data.modules import ImageFolderDataModule, InMemoryDataModule
-from lrnets.data.synthetic import synthetic_arrays
-from lrnets.data.transforms import CifarTransform, UnitRange
+from lrnets.data.files import DataError
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "imagenet", "synthetic")
+# The readers of data sets whose config names none: those of runs, discrete.pt files and exports
+# written before ``dataset.reader`` existed, which named the data set only.
+EARLIER_READERS = {name: f"lrnets.data.readers.{name}"
+                   for name in ("mnist", "fashion_mnist", "cifar10", "imagenet", "synthetic")}
 
 
 def build_datamodule(cfg: DictConfig, batch_size: int, seed: int, num_workers: int = 0):
-    """The data module for the ``dataset`` config group ``cfg``."""
-    name = cfg.name
-    if name == "imagenet":
-        return ImageFolderDataModule(data_root(cfg.root), cfg.image_size, cfg.resize, cfg.val_size,
-                                     batch_size, seed, num_workers)
-    if name in ("mnist", "fashion_mnist"):
-        train, test = load_mnist_like(name, data_root(cfg.root), cfg.download)
-        transform, classes = UnitRange(), 10
-    elif name == "cifar10":
-        train, test = load_cifar10(data_root(cfg.root), cfg.download)
-        transform, classes = CifarTransform(), 10
-    elif name == "synthetic":
-        train, test = synthetic_arrays(cfg.num_train, cfg.num_test, cfg.channels, cfg.image_size,
-                                       cfg.num_classes)
-        transform, classes = UnitRange(), cfg.num_classes
-    else:
-        raise DataError(f"dataset.name={name!r} is not a data set: choose one of {list(DATASETS)}.")
-    return InMemoryDataModule(train, test, transform, classes, cfg.val_size, batch_size, seed,
-                              num_workers, on_device=cfg.get("on_device", False))
+    """The data module of the ``dataset`` config ``cfg``, from its reader (``dataset.reader``,
+    the dotted path of a function of ``lrnets.data.readers``' signature)."""
+    path = cfg.get("reader") or EARLIER_READERS.get(cfg.name)
+    if path is None:
+        raise DataError(f"dataset.name={cfg.name!r} names no reader: give dataset.reader, the "
+                        f"dotted path of a reader function (see lrnets.data.readers).")
+    try:
+        reader = get_method(path)
+    except Exception as err:  # Hydra's ImportError / ValueError variants
+        raise DataError(f"dataset.reader={path!r} cannot be imported ({str(err).splitlines()[0]}): "
+                        f"give the dotted path of a reader function, such as "
+                        f"lrnets.data.readers.mnist.") from None
+    return reader(cfg, batch_size=batch_size, seed=seed, num_workers=num_workers)
 
 
-__all__ = ["DATASETS", "DataError", "build_datamodule"]
+__all__ = ["DataError", "build_datamodule"]
