@@ -99,9 +99,11 @@ class TrainingSetup(NamedTuple):
     x: torch.Tensor
 
 
-def training_setup(arch: str, mode: str, batch: int, device: torch.device, args) -> TrainingSetup:
+def training_setup(arch: str, mode: str, batch: int, device: torch.device, args,
+                   bf16: bool | None = None) -> TrainingSetup:
     """The network of ``mode``, its training step (forward, backward, the run's Adam) on a
-    random batch, and that batch."""
+    random batch, and that batch; autocast to bfloat16 where ``bf16`` (default: ``--bf16``)."""
+    bf16 = args.bf16 if bf16 is None else bf16
     model, cfg = network(arch, mode, args.override)
     model.to(device)
     module = LRNetModule(model, lr=1e-3, lr_milestones=[], lr_gamma=1.0, weight_decay=1e-4,
@@ -113,7 +115,7 @@ def training_setup(arch: str, mode: str, batch: int, device: torch.device, args)
     y = torch.randint(0, 10, (batch,), device=device)
 
     def forward_loss() -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             return F.cross_entropy(model(x), y) + module.regularization()
 
     def train_step() -> None:
@@ -185,6 +187,23 @@ def bench_networks(arch: str, batch: int, device: torch.device, args) -> list[di
         with torch.no_grad(), fixed_weights(model, draw_weights(model, None)):
             row["eval_step"] = timed(lambda: model(x), device, args.warmup, args.repeats)
         rows.append(row)
+    return rows
+
+
+def bench_precisions(arch: str, batch: int, device: torch.device, args) -> list[dict]:
+    """Each mode's training step in float32 and autocast to bfloat16, timed in alternation (the
+    same seed, so the same network and batch): one row per mode with both and their ratio."""
+    rows = []
+    for mode in args.modes:
+        setups = {}
+        for bf16 in (False, True):
+            torch.manual_seed(0)
+            setups["bf16" if bf16 else "fp32"] = training_setup(arch, mode, batch, device, args,
+                                                                bf16)
+        steps = timed_together({name: s.train_step for name, s in setups.items()}, device,
+                               args.warmup, args.repeats)
+        rows.append({"arch": arch, "mode": mode, "batch": batch, **steps,
+                     "speedup": steps["fp32"]["median_s"] / steps["bf16"]["median_s"]})
     return rows
 
 
@@ -270,9 +289,19 @@ def print_table(report: dict) -> None:
         tv = d.get("torchvision_per_image_images_per_s")
         print(f"data {d['data']:8} {d['device_path_images_per_s']:>12,.0f} images/s on the device path"
               + (f", {tv:,.0f} images/s torchvision per-image" if tv else ""))
+    for r in report["precisions"]:
+        print(f"{r['arch']:9}{r['mode']:15}{r['batch']:>6} train step float32 "
+              f"{1e3 * r['fp32']['median_s']:.1f} ms, bfloat16 {1e3 * r['bf16']['median_s']:.1f} ms: "
+              f"{r['speedup']:.2f}x")
     if (s := report["selection"]) is not None:
         print(f"choosing among {s['num_samples']} samples + mode: {s['ratio_to_plain_passes']:.2f}x "
               f"the time of {s['num_samples'] + 1} plain validation passes")
+
+
+def _net(spec: str) -> tuple[str, int]:
+    """``lenet:256`` -> ("lenet", 256)."""
+    arch, batch = spec.split(":")
+    return arch, int(batch)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -284,6 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--bf16", action="store_true", help="autocast the steps to bfloat16")
+    parser.add_argument("--compare-bf16", action="store_true",
+                        help="also time each training step in float32 and bfloat16 in alternation")
     parser.add_argument("--data-images", type=int, default=50000, help="0: no data rows")
     parser.add_argument("--val-images", type=int, default=5000)
     parser.add_argument("--num-samples", type=int, default=10, help="0: no selection row")
@@ -302,8 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     rows = []
     for spec in args.nets:
-        arch, batch = spec.split(":")
-        rows += bench_networks(arch, int(batch), device, args)
+        rows += bench_networks(*_net(spec), device, args)
     ratios(rows)
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -312,6 +342,8 @@ def main(argv: list[str] | None = None) -> dict:
         "data": [bench_data(name, device, args.data_images, 256, args)
                  for name in ("mnist", "cifar10") if args.data_images],
         "selection": bench_selection(device, args.num_samples, args) if args.num_samples else None,
+        "precisions": [row for spec in args.nets if args.compare_bf16
+                       for row in bench_precisions(*_net(spec), device, args)],
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
