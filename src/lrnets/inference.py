@@ -84,8 +84,6 @@ class DiscreteLinear(_DiscreteWeights):
 class DiscreteLayers:
     """The layer family (``lrnets.models.LayerFamily``) of exported discrete layers."""
 
-    discrete = True
-
     def __init__(self, num_values: int, scaled: bool = False):
         self.num_values, self.scaled = num_values, scaled
 

@@ -261,8 +261,6 @@ def _check_no_bias(bias: bool) -> None:
 class FullPrecisionLayers:
     """Builds ordinary real-valued layers (the full-precision reference, sec. 5)."""
 
-    discrete = False
-
     def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
              padding: int = 0) -> nn.Module:
         return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
@@ -274,8 +272,6 @@ class FullPrecisionLayers:
 class DiscreteLayers:
     """Builds discrete layers whose weights follow ``distribution`` (binary, ternary, ...) and
     train by ``method`` (one method object shared by all layers, so one temperature schedule)."""
-
-    discrete = True
 
     def __init__(self, distribution: DistributionFactory, method: TrainingMethod):
         self.distribution, self.method = distribution, method

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 
 class LayerFamily(Protocol):
-    discrete: bool
+    """Builds a network's weight layers: full precision, LR, straight-through, exported."""
 
     def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
              padding: int = 0) -> nn.Module: ...

@@ -92,8 +92,6 @@ class QuantizedLinear(QuantizedLayer, nn.Linear):
 class QuantizedLayers:
     """Builds straight-through layers that quantise with ``quantizer`` (clipped at ``clip``)."""
 
-    discrete = True
-
     def __init__(self, quantizer: Quantizer, clip: float | None = None):
         self.quantizer = quantizer
         self.clip = clip
