@@ -18,6 +18,7 @@ figures are named by ``figure_key`` alone (``error_figures`` writes them,
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Literal, TypedDict
 
@@ -158,12 +159,18 @@ def rounded(value: object) -> object:
     return value
 
 
+class UndeclaredKeyWarning(RuntimeWarning):
+    """A results key ``Results`` does not declare: a programming error, which the test suite
+    turns into a failure (pyproject.toml), while a run still writes its record."""
+
+
 def write_results(folder: Path, results: Results) -> None:
-    """Write the record, rounded; a key ``Results`` does not declare is a programming error."""
+    """Write the record, rounded. A key ``Results`` does not declare is warned about, not
+    refused: the results of hours of training are never lost to a missing declaration."""
     undeclared = sorted(set(results) - set(Results.__annotations__))
     if undeclared:
-        raise ValueError(f"results.json keys not declared in lrnets.run_folder.Results: "
-                         f"{undeclared}")
+        warnings.warn(f"results.json keys not declared in lrnets.run_folder.Results: "
+                      f"{undeclared}", UndeclaredKeyWarning, stacklevel=2)
     (Path(folder) / RESULTS).write_text(json.dumps(rounded(results), indent=2) + "\n")
 
 
