@@ -111,3 +111,19 @@ def test_a_data_set_is_read_by_the_reader_its_config_names(tmp_path):
         build_datamodule(cfg.dataset, batch_size=8, seed=0)
     earlier = OmegaConf.create({k: v for k, v in cfg.dataset.items() if k != "reader"})
     assert build_datamodule(earlier, batch_size=8, seed=0).num_classes == 10
+
+
+def test_a_weights_choice_recorded_by_an_earlier_version_reads_as_this_versions():
+    """Earlier versions spliced weights= into the layers in code and recorded the distribution
+    as weights.distribution.* beside the mode's own; this version composes it into
+    mode.layers.distribution, and resume compares the two in its names."""
+    from lrnets.decisive import decisive_config, in_current_names
+
+    current = decisive_config(compose(["mode=ternary", "weights=quinary"]))
+    assert current["mode.layers.distribution._target_"].endswith("CategoricalWeights")
+    recorded = {key.replace("mode.layers.distribution.", "weights.distribution."): value
+                for key, value in current.items()}
+    recorded.update({"mode.layers.distribution._target_": "lrnets.distributions.TernaryWeights",
+                     "mode.layers.distribution._partial_": True, "mode.beta": 0.0})
+    recorded.pop("regularizer.beta")
+    assert in_current_names(recorded) == current

@@ -7,8 +7,8 @@ and data are, how the run is executed (including the LR layers' fused form, whic
 the same maps), what it does after training; a data set's name decides, not the path of its
 reader. Of the trainer, only how much it trains decides
 (``trainer.limit_train_batches``, ``trainer.max_steps``), not devices, precision or logging.
-The regulariser's coefficients decide, not its name. ``MOVED`` translates the settings older
-versions recorded under other names.
+The regulariser's coefficients decide, not its name. ``in_current_names`` translates the
+settings older versions recorded under other names (``MOVED``, the weight distribution).
 """
 from __future__ import annotations
 
@@ -20,6 +20,21 @@ NOT_DECISIVE = ("ckpt_path", "paths", "trainer", "eval", "task_name", "verbose",
 DECISIVE_TRAINER = ("trainer.limit_train_batches", "trainer.max_steps")
 MOVED = {"mode.probability_decay": "regularizer.probability_decay",  # the regularizer= group
          "mode.beta": "regularizer.beta"}
+
+
+def in_current_names(recorded: dict[str, object]) -> dict[str, object]:
+    """A decisive config an earlier version recorded, in this version's names: the ``MOVED``
+    settings, and the weight distribution of ``weights=``, which earlier versions recorded as
+    ``weights.distribution.*`` (and spliced into the layers in code, over the mode's recorded
+    ``mode.layers.distribution.*``) and this version composes as ``mode.layers.distribution.*``."""
+    current = {MOVED.get(key, key): value for key, value in recorded.items()}
+    old, new = "weights.distribution.", "mode.layers.distribution."
+    spliced = {key[len(old):]: value for key, value in current.items() if key.startswith(old)}
+    if spliced:
+        current = {key: value for key, value in current.items()
+                   if not key.startswith((old, new))}
+        current.update({new + key: value for key, value in spliced.items()})
+    return current
 
 
 def within(key: str, settings: tuple[str, ...]) -> bool:

@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from lrnets.decisive import MOVED, decides, decisive_config
+from lrnets.decisive import decides, decisive_config, in_current_names
 from lrnets.errors import ConfigError, reason
 from lrnets.run_folder import DAMAGED, LAST, PREVIOUS
 
@@ -125,7 +125,7 @@ def _check_same_experiment(saved: dict | None, current: dict, option: str, path:
         return
     # Left out: what may change, what a checkpoint of an earlier version recorded but no longer
     # decides, and the trainer's settings when it is older than their record.
-    saved = {MOVED.get(key, key): value for key, value in saved.items()}
+    saved = in_current_names(saved)
     trainer_recorded = any(key.startswith("trainer.") for key in saved)
 
     def compared(key: str) -> bool:

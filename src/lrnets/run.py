@@ -8,6 +8,7 @@ weights), ``tensorboard/`` and ``results.json``.
 """
 from __future__ import annotations
 
+import inspect
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import LearningRateMonitor
@@ -58,7 +59,8 @@ def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_siz
         raise ConfigError(
             f"arch={cfg.arch.name!r} is not an architecture: choose one of {sorted(ARCHITECTURES)}."
         )
-    layers = instantiate(layers_config(cfg))
+    _check_weights_group(cfg)
+    layers = instantiate(cfg.mode.layers)
     first = FullPrecisionLayers() if cfg.mode.first_layer == "full_precision" else layers
     if cfg.activation.name == "sign":
         model = build_sign_network(cfg.arch.name, first, layers, in_channels, num_classes,
@@ -71,17 +73,15 @@ def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_siz
     return model
 
 
-def layers_config(cfg: DictConfig) -> DictConfig:
-    """``cfg.mode.layers`` with its weight distribution replaced by ``cfg.weights`` when given."""
+def _check_weights_group(cfg: DictConfig) -> None:
+    """``weights=`` composes a weight distribution into ``mode.layers``: refuse it for a mode
+    whose layers take none (full precision, the straight-through baselines)."""
     if cfg.get("weights") is None:
-        return cfg.mode.layers
-    if "distribution" not in cfg.mode.layers:
-        raise ConfigError(f"weights={cfg.weights.name} replaces the weight distribution of a "
+        return
+    if "distribution" not in inspect.signature(get_class(cfg.mode.layers._target_)).parameters:
+        raise ConfigError(f"weights={cfg.weights.name} sets the weight distribution of a "
                           f"discrete mode, and mode={cfg.mode.name} has none: use mode=ternary "
                           "or mode=binary with it.")
-    layers = cfg.mode.layers.copy()
-    layers.distribution = cfg.weights.distribution
-    return layers
 
 
 def _fits(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> bool:
