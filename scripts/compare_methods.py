@@ -18,7 +18,7 @@ from pathlib import Path
 from lrnets.console import percent, spread
 from lrnets.run_folder import RESULTS, Results, most_probable_error, read_results
 
-COLUMNS = ["dataset", "mode", "epochs", "test error", "val error", "mode network test error",
+COLUMNS = ["dataset", "mode", "epochs", "test error", "val error", "most probable network test error",
            "samples test error (mean ± std)", "multiplications", "wall time"]
 
 

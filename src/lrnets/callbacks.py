@@ -14,7 +14,7 @@ from lrnets.distributed import rank_shard
 from lrnets.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights, fixed_weights,
                                recalibrate_batch_norm, select_discrete_network)
 from lrnets.layers import DiscreteConv2d
-from lrnets.run_folder import score_key
+from lrnets.run_folder import MOST_PROBABLE, score_key
 from lrnets.summary import layer_names
 
 
@@ -112,7 +112,7 @@ def first_layer_kernels(model: nn.Module, count: int = 25) -> torch.Tensor | Non
 class SampledEvaluation(pl.Callback):
     """Every ``every_n_epochs`` epochs, score the sampled and the most probable networks on
     validation and log the best, the mean and the most probable one's accuracy
-    (``val/acc_sampled_best``, ``val/acc_sampled_mean``, ``val/acc_mode``)."""
+    (``val/acc_sampled_best``, ``val/acc_sampled_mean``, ``val/acc_most_probable``)."""
 
     def __init__(self, every_n_epochs: int, num_samples: int, seed: int, recalibrate_bn: bool,
                  recalibration_batches: int):
@@ -131,8 +131,9 @@ class SampledEvaluation(pl.Callback):
         summary = select_discrete_network(module.model, data, **self.kwargs).summary()
         key = score_key("val", self.kwargs["recalibrate_bn"])
         module.log("val/acc_sampled_best", summary["chosen"]["val_acc"])
-        module.log("val/acc_sampled_mean", summary[f"samples_{key}_mean"] or summary[f"mode_{key}"])
-        module.log("val/acc_mode", summary[f"mode_{key}"])
+        most_probable = summary[f"{MOST_PROBABLE}_{key}"]
+        module.log("val/acc_sampled_mean", summary[f"samples_{key}_mean"] or most_probable)
+        module.log("val/acc_most_probable", most_probable)
 
 
 class BatchNormReestimation(pl.Callback):

@@ -2,8 +2,9 @@
 
 Columns: ``epoch`` (1-based), ``train_loss`` (mean of the logged steps of the epoch),
 ``val_error`` (the stochastic network of LR runs, the network itself otherwise),
-``val_error_sampled_best`` / ``_mean`` and ``val_error_mode`` (sampled networks scored on the
-validation split, on the epochs of ``eval.every_n_epochs``), ``entropy_<layer>`` (mean entropy
+``val_error_sampled_best`` / ``_mean`` and ``val_error_most_probable`` (sampled networks and the
+most probable one scored on the validation split, on the epochs of ``eval.every_n_epochs``;
+earlier versions logged the latter as ``val/acc_mode``), ``entropy_<layer>`` (mean entropy
 of each discrete layer's weights), ``lr`` (the first parameter group's) and ``epoch_time_s``.
 Epochs a resumed run trained again count once, with their last values.
 """
@@ -19,7 +20,9 @@ from lrnets.run_folder import TENSORBOARD
 
 # TensorBoard tag -> column; accuracies become errors.
 _ACCURACIES = {"val/acc": "val_error", "val/acc_sampled_best": "val_error_sampled_best",
-               "val/acc_sampled_mean": "val_error_sampled_mean", "val/acc_mode": "val_error_mode"}
+               "val/acc_sampled_mean": "val_error_sampled_mean",
+               "val/acc_most_probable": "val_error_most_probable",
+               "val/acc_mode": "val_error_most_probable"}  # an earlier version's tag
 _VALUES = {"time/epoch_s": "epoch_time_s"}
 
 
@@ -60,7 +63,7 @@ def epoch_rows(run_dir: Path) -> list[dict[str, float | int | None]]:
                            if tag.startswith("lr-")), {})
     for epoch, (_, value) in enumerate(sorted(learning_rates.items())):  # one per epoch start
         rows[epoch]["lr"] = value
-    columns = ["train_loss", *_ACCURACIES.values(),
+    columns = ["train_loss", *dict.fromkeys(_ACCURACIES.values()),
                *sorted({c for row in rows.values() for c in row if c.startswith("entropy_")}),
                "lr", *_VALUES.values()]
     last = max((e for e, row in rows.items() if "val_error" in row or "train_loss" in row),

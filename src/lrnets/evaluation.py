@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lrnets.layers import DiscreteLayer
-from lrnets.run_folder import score_key
+from lrnets.run_folder import MOST_PROBABLE, score_key
 
 Reduce = Callable[[Tensor], Tensor]
 
@@ -163,13 +163,14 @@ class Selection:
     batch_norm: dict[str, Tensor] = field(default_factory=dict)
 
     def summary(self) -> dict:
-        """Machine-readable scores: chosen, mode and mean / std over the sampled networks."""
+        """Machine-readable scores: chosen, the most probable network and mean / std over the
+        sampled networks."""
         out = {"chosen": self.chosen, "candidates": self.candidates}
-        samples = [c for c in self.candidates if c["name"] != "mode"]
-        mode = next(c for c in self.candidates if c["name"] == "mode")
-        for key in [k for k in mode if k != "name"]:
+        samples = [c for c in self.candidates if c["name"] != MOST_PROBABLE]
+        most_probable = next(c for c in self.candidates if c["name"] == MOST_PROBABLE)
+        for key in [k for k in most_probable if k != "name"]:
             values = [c[key] for c in samples]
-            out[f"mode_{key}"] = mode[key]
+            out[f"{MOST_PROBABLE}_{key}"] = most_probable[key]
             out[f"samples_{key}_mean"] = statistics.fmean(values) if values else None
             out[f"samples_{key}_std"] = statistics.pstdev(values) if values else None
         return out
@@ -206,7 +207,8 @@ def ensemble_accuracy(model: nn.Module, data: EvalData, num_networks: int, seed:
 def select_discrete_network(model: nn.Module, data: EvalData, num_samples: int, seed: int,
                             recalibrate_bn: bool = False, recalibration_batches: int = 20,
                             report: Callable[[dict], None] | None = None) -> Selection:
-    """Score the mode and ``num_samples`` sampled networks; keep the best on validation.
+    """Score the most probable and ``num_samples`` sampled networks; keep the best on
+    validation.
 
     With ``recalibrate_bn`` each candidate is scored twice, with the running statistics of
     training and with statistics re-estimated on the candidate; the choice uses the latter.
@@ -214,9 +216,9 @@ def select_discrete_network(model: nn.Module, data: EvalData, num_samples: int, 
     """
     selection = Selection()
     best = -1.0
-    for index in [None, *range(num_samples)]:  # the mode, then the samples
+    for index in [None, *range(num_samples)]:  # the most probable network, then the samples
         weights = draw_weights(model, None if index is None else sample_seed(seed, index))
-        scores = {"name": "mode" if index is None else f"sample_{index}"}
+        scores = {"name": MOST_PROBABLE if index is None else f"sample_{index}"}
         with fixed_weights(model, weights), preserved_batch_norm(model):
             for recalibrate in (False, True) if recalibrate_bn else (False,):
                 if recalibrate:

@@ -66,14 +66,14 @@ class Results(TypedDict, total=False):
     val_error: float
     test_error: float
     test_error_top5: float
-    chosen: str                 # mode or sample_<i>
+    chosen: str                 # most_probable or sample_<i>
     recalibrated_bn: bool
     ensemble_size: int          # eval.ensemble: sampled networks averaged (the cost: N networks)
     ensemble_test_error: float  # their averaged softmax's
-    mode_val_error: float       # the most probable network, batch norm as trained
-    mode_test_error: float
-    mode_val_error_recalibrated: float
-    mode_test_error_recalibrated: float
+    most_probable_val_error: float   # the most probable network, batch norm as trained
+    most_probable_test_error: float
+    most_probable_val_error_recalibrated: float
+    most_probable_test_error_recalibrated: float
     samples_val_error_mean: float     # the sampled networks, mean and std
     samples_val_error_std: float
     samples_test_error_mean: float
@@ -92,31 +92,37 @@ class Results(TypedDict, total=False):
     paths: dict                 # ``where``
 
 
+MOST_PROBABLE = "most_probable"  # the candidate of the most probable weights, and its figures' prefix
+
+
 def score_key(split: Split, recalibrated: bool) -> str:
     """The name of a candidate network's accuracy in ``Selection`` (``lrnets.evaluation``):
     ``val_acc``, ``test_acc_recalibrated`` (batch norm re-estimated on the candidate)."""
     return f"{split}_acc" + ("_recalibrated" if recalibrated else "")
 
 
-def figure_key(candidates: Literal["mode", "samples"], split: Split, recalibrated: bool,
+def figure_key(candidates: Literal["most_probable", "samples"], split: Split, recalibrated: bool,
                statistic: Literal["mean", "std"] | None = None) -> str:
-    """The name of an error figure: ``mode_test_error_recalibrated``, ``samples_val_error_std``."""
+    """The name of an error figure: ``most_probable_test_error_recalibrated``,
+    ``samples_val_error_std``."""
     key = f"{candidates}_{split}_error" + ("_recalibrated" if recalibrated else "")
     return key if statistic is None else f"{key}_{statistic}"
 
 
 def error_figures(selection: dict) -> Results:
     """The errors of the chosen, most probable and sampled networks from the scores of
-    ``Selection.summary()`` (accuracies, keyed ``mode_val_acc_recalibrated`` and so on)."""
+    ``Selection.summary()`` (accuracies, keyed ``most_probable_val_acc_recalibrated`` and so
+    on)."""
     chosen = selection["chosen"]
     figures: Results = {"val_error": 1 - chosen["val_acc"], "test_error": 1 - chosen["test_acc"],
                         "chosen": chosen["name"], "recalibrated_bn": chosen["recalibrated_bn"]}
     for split in ("val", "test"):
         for recalibrated in (False, True):
             acc = score_key(split, recalibrated)
-            if selection.get(f"mode_{acc}") is None:
+            if selection.get(f"{MOST_PROBABLE}_{acc}") is None:
                 continue
-            figures[figure_key("mode", split, recalibrated)] = 1 - selection[f"mode_{acc}"]
+            figures[figure_key(MOST_PROBABLE, split, recalibrated)] = \
+                1 - selection[f"{MOST_PROBABLE}_{acc}"]
             if selection[f"samples_{acc}_mean"] is not None:
                 figures[figure_key("samples", split, recalibrated, "mean")] = \
                     1 - selection[f"samples_{acc}_mean"]
@@ -127,7 +133,7 @@ def error_figures(selection: dict) -> Results:
 
 def most_probable_error(results: Results, split: Split, recalibrated: bool) -> float | None:
     """The most probable network's error on ``split``; None where it was not scored."""
-    return results.get(figure_key("mode", split, recalibrated))
+    return results.get(figure_key(MOST_PROBABLE, split, recalibrated))
 
 
 def samples_error(results: Results, split: Split,
@@ -141,9 +147,20 @@ def samples_error(results: Results, split: Split,
 
 
 def read_results(folder: Path) -> Results | None:
-    """The results record of the run in ``folder``; None when it has none (yet)."""
+    """The results record of the run in ``folder`` in this version's names; None when it has
+    none (yet)."""
     path = Path(folder) / RESULTS
-    return json.loads(path.read_text()) if path.is_file() else None
+    return in_current_names(json.loads(path.read_text())) if path.is_file() else None
+
+
+def in_current_names(results: dict) -> Results:
+    """A record of an earlier version, which called the most probable network ``mode``
+    (``mode_test_error``, ``chosen: mode``), in this version's names."""
+    renamed = {f"{MOST_PROBABLE}_{key[5:]}" if key.startswith("mode_") else key: value
+               for key, value in results.items()}
+    if renamed.get("chosen") == "mode":
+        renamed["chosen"] = MOST_PROBABLE
+    return renamed
 
 
 def rounded(value: object) -> object:
