@@ -21,7 +21,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 from tqdm import tqdm
 
-from lrnets.run_folder import Results, Split, most_probable_error, samples_error, score_key
+from lrnets.run_folder import (MOST_PROBABLE, Results, Split, most_probable_error, samples_error,
+                               score_key)
 
 _LIGHTNING_INFO = ("pytorch_lightning", "lightning_fabric", "lightning")  # their loggers' roots
 
@@ -132,7 +133,8 @@ def final_lines(results: Results) -> str:
              f"(validation {percent(results.get('val_error'))})"]
     if "chosen" in results:
         bn = "re-estimated" if results.get("recalibrated_bn") else "as trained"
-        lines[0] += f", the network chosen on validation: {results['chosen']}, batch norm {bn}"
+        chosen = "the most probable one" if results["chosen"] == MOST_PROBABLE else results["chosen"]
+        lines[0] += f", the network chosen on validation: {chosen}, batch norm {bn}"
         variants = [(False, "as trained")]
         if most_probable_error(results, "test", recalibrated=True) is not None:
             variants.append((True, "re-estimated"))
