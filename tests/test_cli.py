@@ -75,7 +75,7 @@ def test_the_console_is_quiet_one_line_per_epoch_in_a_file(tmp_path):
     choosing = [line for line in proc.stdout.splitlines() if line.startswith("  network ")]
     assert [line.split(" (")[0] for line in choosing] == [
         f"  network {i}/3" for i in (1, 2, 3)]  # the most probable and 2 sampled networks
-    assert "(mode, batch norm re-estimated): val " in choosing[0]
+    assert "(most_probable, batch norm re-estimated): val " in choosing[0]
     assert "the network chosen on validation" in proc.stdout
     assert "batch norm as trained: sampled networks" in proc.stdout
     assert "batch norm re-estimated: sampled networks" in proc.stdout
