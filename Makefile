@@ -33,7 +33,7 @@ data: venv
 train: data
 	$(BIN)/python train.py dataset=mnist mode=ternary debug=quickstart $(ARGS)
 
-# Everything: the fast tests and the slow real-data ones (about 10 minutes on 2 cores).
+# Everything: the fast tests and the slow real-data ones (about 18 minutes on 2 cores).
 test: data
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
