@@ -114,13 +114,12 @@ def export(source: Path, out: Path, with_onnx: bool = False, with_qonnx: bool = 
 
 
 def _write_qonnx(out: Path) -> None:
+    from lrnets.qonnx_export import qonnx_missing, write_qonnx
+
     try:
-        from lrnets.qonnx_export import write_qonnx
         write_qonnx(out, out / QONNX)
     except ImportError as err:
-        raise ConfigError(f"--qonnx needs the qonnx package ({reason(err)}): pip install "
-                          f"'lrnets[qonnx]'. {WEIGHTS} and {MANIFEST} are written in {out}.") \
-            from None
+        raise qonnx_missing(err, f" {WEIGHTS} and {MANIFEST} are written in {out}.") from None
     except ValueError as err:
         raise ConfigError(f"--qonnx: {err}. {WEIGHTS} and {MANIFEST} are written in {out}.") \
             from None

@@ -165,20 +165,24 @@ def load_export(folder: Path) -> tuple[nn.Module, dict]:
     """The network of an export folder (in eval mode) and its manifest."""
     folder = Path(folder)
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        (folder / WEIGHTS).stat()
-    except (OSError, ValueError) as err:
+        manifest, tensors = read_tensors(folder)
+    except (OSError, json.JSONDecodeError) as err:
         raise ConfigError(f"{folder} is not an export written by lrnets-export "
                           f"({reason(err)}).") from None
+    except (KeyError, TypeError, ValueError) as err:  # a damaged or foreign export
+        raise _damaged(folder, err) from None
     try:
-        manifest, tensors = read_tensors(folder)
         model = fold(network_for(manifest["architecture"]))
         model.load_state_dict({name: torch.from_numpy(array) for name, array in tensors.items()})
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a damaged or foreign export
-        raise ConfigError(f"{folder} holds a damaged or incomplete export: its {MANIFEST} and "
-                          f"{WEIGHTS} do not make a network ({reason(err)[:300]}). "
-                          f"Write it again with lrnets-export RUN {folder}.") from None
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise _damaged(folder, err) from None
     return model.eval(), manifest
+
+
+def _damaged(folder: Path, err: Exception) -> ConfigError:
+    return ConfigError(f"{folder} holds a damaged or incomplete export: its {MANIFEST} and "
+                       f"{WEIGHTS} do not make a network ({reason(err)[:300]}). Write it again "
+                       f"with lrnets-export RUN {folder}.")
 
 
 @dataclass
@@ -219,24 +223,6 @@ def evaluate_export(folder: Path, data_root: str | None, batch_size: int, device
     return checks
 
 
-def _compare_qonnx(path: Path, expected: Tensor, loader, transform: nn.Module) -> Check:
-    """qonnx's executor's predictions on the test split against PyTorch's (``expected``)."""
-    try:
-        from lrnets.qonnx_export import QonnxRunner
-        runner = QonnxRunner(path)
-    except ImportError as err:
-        raise ConfigError(f"--qonnx needs the qonnx package ({reason(err)}): pip install "
-                          f"'lrnets[qonnx]'.") from None
-    except Exception as err:  # missing, damaged or foreign: onnx's and qonnx's own exceptions
-        raise ConfigError(f"{path} cannot be read as QONNX ({reason(err)[:300]}); write it "
-                          f"again with lrnets-export RUN {path.parent} --qonnx.") from None
-    classes = np.concatenate([runner.logits(transform(x, train=False).numpy()).argmax(-1)
-                              for x, _ in loader])
-    same = int((torch.from_numpy(classes) == expected).sum())
-    return Check(f"QONNX ({path.name}, qonnx's executor): {same} of {len(expected)} "
-                 f"predictions as PyTorch's", same == len(expected))
-
-
 def _compare_numpy(folder: Path, expected: Tensor, loader, transform: nn.Module) -> Check:
     """The integer runner's predictions on the test split against PyTorch's (``expected``)."""
     from lrnets.integer_inference import IntegerNetwork
@@ -245,11 +231,32 @@ def _compare_numpy(folder: Path, expected: Tensor, loader, transform: nn.Module)
         network = IntegerNetwork(folder)
     except ValueError as err:
         raise ConfigError(str(err) + ".") from None
-    classes = np.concatenate([network.predict(transform(x, train=False).numpy())
+    return _agreement("NumPy integer inference (lrnets.integer_inference)", network.logits,
+                      expected, loader, transform)
+
+
+def _compare_qonnx(path: Path, expected: Tensor, loader, transform: nn.Module) -> Check:
+    """qonnx's executor's predictions on the test split against PyTorch's (``expected``)."""
+    from lrnets.qonnx_export import QonnxRunner, qonnx_missing
+
+    try:
+        runner = QonnxRunner(path)
+    except ImportError as err:
+        raise qonnx_missing(err, "") from None
+    except Exception as err:  # missing, damaged or foreign: onnx's and qonnx's own exceptions
+        raise ConfigError(f"{path} cannot be read as QONNX ({reason(err)[:300]}); write it "
+                          f"again with lrnets-export RUN {path.parent} --qonnx.") from None
+    return _agreement(f"QONNX ({path.name}, qonnx's executor)", runner.logits, expected, loader,
+                      transform)
+
+
+def _agreement(runner: str, logits, expected: Tensor, loader, transform: nn.Module) -> Check:
+    """How many of the test split's predictions of a NumPy ``logits`` function are PyTorch's."""
+    classes = np.concatenate([logits(transform(x, train=False).numpy()).argmax(-1)
                               for x, _ in loader])
     same = int((torch.from_numpy(classes) == expected).sum())
-    return Check(f"NumPy integer inference (lrnets.integer_inference): {same} of {len(expected)} "
-                 f"predictions as PyTorch's", same == len(expected))
+    return Check(f"{runner}: {same} of {len(expected)} predictions as PyTorch's",
+                 same == len(expected))
 
 
 def _compare_onnx(path: Path, model: nn.Module, loader, transform: nn.Module, device: str) -> Check:

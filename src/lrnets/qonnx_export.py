@@ -23,9 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from lrnets.errors import ConfigError, reason
 from lrnets.integer_inference import Graph, levels_of, read_graph
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
+
+
+def qonnx_missing(err: ImportError, more: str) -> ConfigError:
+    """The one paragraph of ``--qonnx`` without the qonnx package (``more``: what was kept)."""
+    return ConfigError(f"--qonnx needs the qonnx package ({reason(err)}): pip install "
+                       f"'lrnets[qonnx]'.{more}")
 
 
 class _Writer:
