@@ -27,15 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrnets.cpu_memory import keep_freed_memory
+from lrnets.config import compose_config
 from lrnets.data.modules import InMemoryDataModule
 from lrnets.data.synthetic import synthetic_arrays
 from lrnets.data.transforms import CifarTransform, UnitRange
-from lrnets.evaluation import EvalData, accuracy, draw_weights, fixed_weights, select_discrete_network
-from lrnets.layers import DiscreteLayer, GaussianMethod
-from lrnets.module import LRNetModule
-from lrnets.config import compose_config
-from lrnets.run import build_network
+from lrnets.nn.layers import DiscreteLayer, GaussianMethod
+from lrnets.training.cpu_memory import keep_freed_memory
+from lrnets.training.evaluation import EvalData, accuracy, draw_weights, fixed_weights, select_discrete_network
+from lrnets.training.module import LRNetModule
+from lrnets.training.run import build_network
 
 MODES = ("full_precision", "binary", "ternary")
 SHAPES = {"lenet": (1, 28), "mlp": (1, 28), "vgg": (3, 32), "resnet18": (3, 224)}

@@ -61,7 +61,7 @@ cp "$OUT/tables/table1.md" "$OUT/table1.md"
 for cell in "$OUT"/runs/*_full_precision "$OUT"/runs/*_ternary; do
   mode=${cell##*/}; mode=${mode#*_}
   [ -f "$cell/seed0/results.json" ] && cp "$cell/seed0/results.json" "$OUT/results_$mode.json"
-  $PY -c "import sys; from pathlib import Path; from lrnets.epochs import write_epochs_csv; write_epochs_csv(Path(sys.argv[1]), Path(sys.argv[2]))" \
+  $PY -c "import sys; from pathlib import Path; from lrnets.training.epochs import write_epochs_csv; write_epochs_csv(Path(sys.argv[1]), Path(sys.argv[2]))" \
     "$cell/seed0" "$OUT/epochs_$mode.csv"
 done
 rm -rf "$OUT/runs" "$OUT/tables"   # checkpoints and events stay behind

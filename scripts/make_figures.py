@@ -41,12 +41,12 @@ import torch
 from omegaconf import OmegaConf
 
 from lrnets.errors import ConfigError
-from lrnets.evaluation import discrete_layers
-from lrnets.figures import (FigureWriter, LoadedRun, entropy_curves, first_and_last_layers,
+from lrnets.paper.cells import Cell, check_extra_overrides, run_cells, seed_folder
+from lrnets.paper.figures import (FigureWriter, LoadedRun, entropy_curves, first_and_last_layers,
                             initial_network, ks_noise_level, last_convolution, load_run,
                             neuron_preactivations, p_zero, plot_entropy, plot_histograms,
                             plot_kernels, plot_preactivations, plot_training_curves)
-from lrnets.reproduce import Cell, check_extra_overrides, run_cells, seed_folder
+from lrnets.training.evaluation import discrete_layers
 
 _CIFAR_TERNARY = "experiment=paper/cifar10_ternary"
 ROLES = {

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 
-from lrnets.tables import TABLE1, run_table, table_parser
+from lrnets.paper.tables import TABLE1, run_table, table_parser
 
 
 def main(argv: list[str] | None = None) -> dict:

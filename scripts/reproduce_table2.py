@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from lrnets.reproduce import override_key
-from lrnets.tables import TABLE2, run_table, table_parser
+from lrnets.paper.cells import override_key
+from lrnets.paper.tables import TABLE2, run_table, table_parser
 
 SMOKE_MODES = ["binary", "ternary", "full_precision"]
 

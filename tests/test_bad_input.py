@@ -16,7 +16,7 @@ from lrnets.data import DataError
 from lrnets.data.files import IDX_FILES, load_cifar10, load_mnist_like
 from lrnets.data.modules import ImageFolderDataModule
 from lrnets.errors import ConfigError
-from lrnets.run import train
+from lrnets.training.run import train
 from tests.conftest import REPO, compose_config
 
 

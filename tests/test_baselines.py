@@ -14,18 +14,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lrnets.distributions import HardSigmoidBinaryWeights, TernaryWeights
 from lrnets.errors import ConfigError
-from lrnets.evaluation import draw_weights, fixed_weights
-from lrnets.initialization import init_from_full_precision
-from lrnets.layers import DiscreteLinear
-from lrnets.models import Network
-from lrnets.module import LRNetModule
-from lrnets.quantized_layers import QuantizedConv2d, QuantizedLinear, quantized_layers
-from lrnets.quantizers import Binary, ScaledBinary, ScaledTernary, Ternary
-from lrnets.reference import obtain_reference
-from lrnets.run import build_network, train
-from lrnets.sampled_layers import GumbelSoftmaxSample, StraightThroughSample
+from lrnets.models.architectures import Network
+from lrnets.nn.distributions import HardSigmoidBinaryWeights, TernaryWeights
+from lrnets.nn.layers import DiscreteLinear
+from lrnets.nn.quantized_layers import QuantizedConv2d, QuantizedLinear, quantized_layers
+from lrnets.nn.quantizers import Binary, ScaledBinary, ScaledTernary, Ternary
+from lrnets.nn.sampled_layers import GumbelSoftmaxSample, StraightThroughSample
+from lrnets.training.evaluation import draw_weights, fixed_weights
+from lrnets.training.initialization import init_from_full_precision
+from lrnets.training.module import LRNetModule
+from lrnets.training.reference import obtain_reference
+from lrnets.training.run import build_network, train
 from tests.conftest import REPO, compose_config
 from tests.test_real_data import DATA, needs_mnist
 

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrnets.distributions import (CategoricalWeights, TernaryWeights, grid_probabilities,
-                                  spread_over_grid)
 from lrnets.errors import ConfigError
-from lrnets.evaluation import discrete_layers
-from lrnets.run import build_network, train
+from lrnets.nn.distributions import (CategoricalWeights, TernaryWeights, grid_probabilities,
+                                  spread_over_grid)
+from lrnets.training.evaluation import discrete_layers
+from lrnets.training.run import build_network, train
 from tests.conftest import compose_config
 
 GRIDS = {

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hydra.errors import HydraException
 
-from lrnets.errors import ConfigError, RunStopped
 from lrnets.config import group_choices
-from lrnets.run import train
+from lrnets.errors import ConfigError, RunStopped
+from lrnets.training.run import train
 from tests.conftest import compose_config
 
 

@@ -7,12 +7,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from lrnets.data import build_datamodule
-from lrnets.evaluation import discrete_layers
-from lrnets.quantized_layers import quantized_layers
 from lrnets.config import CONF_DIR, compose_config as compose
+from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError
-from lrnets.run import body_weight_count, build_network
+from lrnets.nn.quantized_layers import quantized_layers
+from lrnets.training.evaluation import discrete_layers
+from lrnets.training.run import body_weight_count, build_network
 from tests.conftest import compose_config
 
 GROUPS = ["arch", "mode", "weights", "activation", "init", "trainer", "debug", "dataset"]
@@ -116,13 +116,16 @@ def test_a_data_set_is_read_by_the_reader_its_config_names(tmp_path):
 def test_a_weights_choice_recorded_by_an_earlier_version_reads_as_this_versions():
     """Earlier versions spliced weights= into the layers in code and recorded the distribution
     as weights.distribution.* beside the mode's own; this version composes it into
-    mode.layers.distribution, and resume compares the two in its names."""
-    from lrnets.decisive import decisive_config, in_current_names
+    mode.layers.distribution, and resume compares the two in its names; the classes by the
+    paths of their modules before the subpackages."""
+    from lrnets.decisive import decisive_config, first_class_path, in_current_names
 
     current = decisive_config(compose(["mode=ternary", "weights=quinary"]))
     assert current["mode.layers.distribution._target_"].endswith("CategoricalWeights")
-    recorded = {key.replace("mode.layers.distribution.", "weights.distribution."): value
+    recorded = {key.replace("mode.layers.distribution.", "weights.distribution."):
+                first_class_path(value) if key.endswith("_target_") else value
                 for key, value in current.items()}
+    assert recorded["mode.layers._target_"] == "lrnets.layers.LRLayers"  # before the subpackages
     recorded.update({"mode.layers.distribution._target_": "lrnets.distributions.TernaryWeights",
                      "mode.layers.distribution._partial_": True, "mode.beta": 0.0})
     recorded.pop("regularizer.beta")

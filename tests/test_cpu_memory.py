@@ -7,7 +7,7 @@ import pytest
 
 PROBE = """
 import ctypes, ctypes.util, torch
-from lrnets.cpu_memory import keep_freed_memory
+from lrnets.training.cpu_memory import keep_freed_memory
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",

@@ -9,8 +9,8 @@ import torch
 from omegaconf import OmegaConf
 
 from lrnets.data import build_datamodule
-from lrnets.evaluation import accuracy, fixed_weights
-from lrnets.run import build_network
+from lrnets.training.evaluation import accuracy, fixed_weights
+from lrnets.training.run import build_network
 from tests.conftest import REPO, compose_config
 
 

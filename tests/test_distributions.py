@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lrnets.distributions import (BinaryWeights, TernaryWeights, _BinaryMoments, _SigmoidVarianceSum,
+from lrnets.nn.distributions import (BinaryWeights, TernaryWeights, _BinaryMoments, _SigmoidVarianceSum,
                                  _TernaryMoments)
 
 DISTRIBUTIONS = [BinaryWeights, TernaryWeights]

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from lrnets.data import build_datamodule
-from lrnets.distributions import TernaryWeights
 from lrnets.errors import ConfigError
-from lrnets.layers import DiscreteConv2d, LocalReparameterization
-from lrnets.run import train
+from lrnets.nn.distributions import TernaryWeights
+from lrnets.nn.layers import DiscreteConv2d, LocalReparameterization
+from lrnets.training.run import train
 
 
 def test_a_final_training_batch_of_one_example_is_dropped(smoke_config):

@@ -12,18 +12,18 @@ import pytest
 import torch
 from torch import nn
 
-from lrnets.bitpacking import bits_for, pack, unpack
 from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError
-from lrnets.evaluation import fixed_weights
-from lrnets.export import export
-from lrnets.export import main as export_main
-from lrnets.inference import DiscreteConv2d, DiscreteLinear, evaluate_export, load_export
-from lrnets.inference import main as eval_main
-from lrnets.integer_inference import levels_of
-from lrnets.quantized_layers import quantized_layers
-from lrnets.run import build_network, train
-from lrnets.sign_layers import ThresholdSign
+from lrnets.export.bitpacking import bits_for, pack, unpack
+from lrnets.export.integer_inference import levels_of
+from lrnets.export.runner import DiscreteConv2d, DiscreteLinear, evaluate_export, load_export
+from lrnets.export.runner import main as eval_main
+from lrnets.export.writer import export
+from lrnets.export.writer import main as export_main
+from lrnets.nn.quantized_layers import quantized_layers
+from lrnets.nn.sign_layers import ThresholdSign
+from lrnets.training.evaluation import fixed_weights
+from lrnets.training.run import build_network, train
 from tests.conftest import compose_config
 
 SMALL_RGB = ["dataset.channels=3", "dataset.image_size=8"]  # VGG and ResNet-18 fit 8x8 images
@@ -159,7 +159,7 @@ def test_discrete_weights_run_as_integer_levels(values, levels, step):
 
 
 def test_the_integer_runner_needs_no_torch(ternary_run, tmp_path):
-    """lrnets.integer_inference runs an export in a process where torch cannot be imported."""
+    """lrnets.export.integer_inference runs an export in a process where torch cannot be imported."""
     export(Path(ternary_run.paths.output_dir), tmp_path / "export")
     dm = build_datamodule(ternary_run.dataset, batch_size=128, seed=0)
     images = dm.batch_transform(next(iter(dm.test_dataloader()))[0], train=False)
@@ -168,7 +168,7 @@ def test_the_integer_runner_needs_no_torch(ternary_run, tmp_path):
     with torch.no_grad():
         expected = model(images).argmax(-1).numpy()
     script = ("import sys; sys.modules['torch'] = None; import numpy as np; "
-              "from lrnets.integer_inference import IntegerNetwork; "
+              "from lrnets.export.integer_inference import IntegerNetwork; "
               f"net = IntegerNetwork({str(tmp_path / 'export')!r}); "
               f"np.save({str(tmp_path / 'classes.npy')!r}, "
               f"net.predict(np.load({str(tmp_path / 'images.npy')!r})))")

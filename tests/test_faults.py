@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from lrnets.errors import ConfigError, RunStopped
-from lrnets.module import LRNetModule
-from lrnets.resume import decisive_config
-from lrnets.run import train
 from lrnets.seeding import EpochShuffledSampler
+from lrnets.training.module import LRNetModule
+from lrnets.training.resume import decisive_config
+from lrnets.training.run import train
 from tests.conftest import REPO, compose_config
 
 DETERMINISTIC = ["mode=ternary", "init=random", "trainer.deterministic=true",

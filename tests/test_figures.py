@@ -1,4 +1,4 @@
-"""Figures (scripts/make_figures.py, lrnets.figures): the Figure 1 distance separates a network
+"""Figures (scripts/make_figures.py, lrnets.paper.figures): the Figure 1 distance separates a network
 where the Gaussian approximation holds from one where it cannot, and the script draws every
 figure from runs."""
 import importlib.util
@@ -12,9 +12,9 @@ from PIL import Image
 
 from lrnets.data.synthetic import synthetic_arrays
 from lrnets.data.transforms import UnitRange
-from lrnets.evaluation import discrete_layers
-from lrnets.figures import first_and_last_layers, ks_distance, ks_noise_level, neuron_preactivations
-from lrnets.run import build_network, train
+from lrnets.paper.figures import first_and_last_layers, ks_distance, ks_noise_level, neuron_preactivations
+from lrnets.training.evaluation import discrete_layers
+from lrnets.training.run import build_network, train
 from tests.conftest import REPO
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from lrnets.distributions import BinaryWeights, TernaryWeights
-from lrnets.evaluation import draw_weights, fixed_weights
-from lrnets.layers import DiscreteConv2d, DiscreteLinear, GaussianSample
+from lrnets.nn.distributions import BinaryWeights, TernaryWeights
+from lrnets.nn.layers import DiscreteConv2d, DiscreteLinear, GaussianSample
+from lrnets.training.evaluation import draw_weights, fixed_weights
 
 DRAWS = 3000
 

@@ -5,9 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrnets.distributions import BinaryWeights, TernaryWeights
-from lrnets.layers import DiscreteLinear
-from lrnets.module import LRNetModule
+from lrnets.nn.distributions import BinaryWeights, TernaryWeights
+from lrnets.nn.layers import DiscreteLinear
+from lrnets.training.module import LRNetModule
 
 
 class _Net(nn.Module):

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from lrnets.noise import BLOCK, standard_normal_like
+from lrnets.nn.noise import BLOCK, standard_normal_like
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_small_tensors_use_the_global_generator():
 
 FORK_PROBE = """
 import multiprocessing, torch
-from lrnets.noise import BLOCK, standard_normal_like
+from lrnets.nn.noise import BLOCK, standard_normal_like
 
 def draw(queue=None):
     torch.manual_seed(0)

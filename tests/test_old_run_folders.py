@@ -16,13 +16,16 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
-from lrnets.export import export
-from lrnets.inference import main as eval_main
-from lrnets.reproduce import Cell
-from lrnets.run import train
-from lrnets.tables import TABLE1, cell_row
+from lrnets.export.runner import main as eval_main
+from lrnets.export.writer import export
+from lrnets.paper.cells import Cell
+from lrnets.paper.tables import TABLE1, cell_row
+from lrnets.run_folder import read_config
+from lrnets.training.run import build_network, train
+from lrnets.training.summary import summary_text
 from tests.conftest import REPO, compose_config
 
 BEFORE = "8e9f2a4"  # the last commit before the redesign
@@ -79,3 +82,14 @@ def test_an_old_run_feeds_the_tables(old_run):
     assert row.seeds == 1 and row.epochs_run == [1]
     test_error = json.loads((old_run / "results.json").read_text())["test_error"]
     assert row.ours["test_error"] == (100 * test_error, None)
+
+
+def test_an_old_runs_config_names_this_versions_classes(old_run):
+    """Its ``.hydra/config.yaml`` names ``lrnets.layers.LRLayers``; the summary and the figures
+    read it through ``read_config``, which names the classes where they are now."""
+    recorded = OmegaConf.load(old_run / ".hydra" / "config.yaml")
+    assert recorded.mode.layers._target_ == "lrnets.layers.LRLayers"
+    cfg = read_config(old_run)
+    assert cfg.mode.layers._target_ == "lrnets.nn.layers.LRLayers"
+    assert cfg.mode.layers.distribution._target_ == "lrnets.nn.distributions.BinaryWeights"
+    assert "fc1" in summary_text(build_network(cfg, 1, 10, 4), torch.zeros(1, 1, 4, 4))

@@ -58,3 +58,41 @@ def test_an_installed_lrnets_trains_from_another_folder(wheel, tmp_path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (elsewhere / "runs" / "one" / "results.json").is_file()
+
+
+# What each subpackage may import from lrnets: ``top`` is the top-level modules that hold the
+# contracts every layer shares (errors, config, schema, decisive, run_folder, console, seeding);
+# cli.py and the package's __init__ sit above everything.
+LAYERS = {
+    "nn": {"nn", "top"},  # and torch: no architecture, run or file format
+    "models": {"models", "nn", "top"},
+    "data": {"data", "top"},
+    "training": {"training", "models", "nn", "data", "top", "export.bitpacking"},  # summary's bit widths
+    "export": {"export", "training", "models", "nn", "data", "top"},
+    "paper": {"paper", "export", "training", "models", "nn", "data", "top"},
+    "top": {"top"},
+}
+
+
+def _layer(module: str) -> str:
+    """``lrnets.nn.layers`` -> ``nn``; ``lrnets.errors`` -> ``top``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (REPO / "src" / "lrnets" / parts[1]).is_dir() else "top"
+
+
+def test_each_subpackage_imports_only_the_layers_below_it():
+    import ast
+
+    src = REPO / "src"
+    wrong = []
+    for path in sorted((src / "lrnets").rglob("*.py")):
+        module = ".".join(path.relative_to(src).with_suffix("").parts)
+        if module in ("lrnets.__init__", "lrnets.cli"):
+            continue
+        allowed = LAYERS[_layer(module.removesuffix(".__init__"))]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lrnets."):
+                imported = node.module
+                if _layer(imported) not in allowed and imported.removeprefix("lrnets.") not in allowed:
+                    wrong.append(f"{module} imports {imported}")
+    assert not wrong, wrong

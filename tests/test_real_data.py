@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lrnets.data import build_datamodule
-from lrnets.run import train
+from lrnets.training.run import train
 from tests.conftest import SHARED_DATA, compose_config
 
 DATA = Path(os.environ.get("LRNETS_DATA") or SHARED_DATA)

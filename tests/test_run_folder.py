@@ -1,7 +1,7 @@
 """The results record: declared keys only, error figures named in one place."""
 import pytest
 
-from lrnets.evaluation import Selection
+from lrnets.training.evaluation import Selection
 
 from lrnets.run_folder import (UndeclaredKeyWarning, error_figures, most_probable_error,
                                read_results, samples_error, write_results)

@@ -1,5 +1,5 @@
-"""Table scripts (scripts/reproduce_table1.py, reproduce_table2.py; lrnets.reproduce,
-lrnets.tables): shortened schedules, the multirun commands, tables from results files."""
+"""Table scripts (scripts/reproduce_table1.py, reproduce_table2.py; lrnets.paper.cells,
+lrnets.paper.tables): shortened schedules, the multirun commands, tables from results files."""
 import csv
 import json
 
@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from lrnets.errors import ConfigError
-from lrnets.evaluation import accuracy
 from lrnets.config import compose_config
-from lrnets.reproduce import Cell, merge_overrides, plan_cell, scaled_schedule
-from lrnets.tables import TABLE1, available_modes, cell_row, table_cells
+from lrnets.errors import ConfigError
+from lrnets.paper.cells import Cell, merge_overrides, plan_cell, scaled_schedule
+from lrnets.paper.tables import TABLE1, available_modes, cell_row, table_cells
+from lrnets.training.evaluation import accuracy
 from tests.test_figures import load_script
 
 

@@ -10,11 +10,11 @@ import torch
 
 import lrnets
 from lrnets.errors import ConfigError
-from lrnets.inference import DiscreteConv2d, DiscreteLinear, evaluate_export
-from lrnets.reproduce import Cell
-from lrnets.run import train
-from lrnets.shipping import EPOCHS, EXPORT, SHIPPED, ship_run, shipped_cells
-from lrnets.tables import TABLE1, build_rows, ship_table
+from lrnets.export.runner import DiscreteConv2d, DiscreteLinear, evaluate_export
+from lrnets.paper.cells import Cell
+from lrnets.paper.shipping import EPOCHS, EXPORT, SHIPPED, ship_run, shipped_cells
+from lrnets.paper.tables import TABLE1, build_rows, ship_table
+from lrnets.training.run import train
 from tests.conftest import SHARED_DATA, compose_config
 
 DATA = os.environ.get("LRNETS_DATA") or str(SHARED_DATA)

@@ -10,22 +10,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrnets.callbacks import BatchNormReestimation
 from lrnets.data import build_datamodule
-from lrnets.distributions import CategoricalWeights
 from lrnets.errors import ConfigError
-from lrnets.evaluation import (batch_norms, discrete_layers, draw_weights, fixed_weights,
-                               recalibrate_batch_norm)
-from lrnets.initialization import init_from_full_precision, random_init
-from lrnets.layers import DiscreteConv2d, DiscreteLinear
-from lrnets.moments import (Gaussian, batch_moments, max_moments, max_pool2x2_moments,
+from lrnets.models.sign import SignNetwork
+from lrnets.nn.distributions import CategoricalWeights
+from lrnets.nn.layers import DiscreteConv2d, DiscreteLinear
+from lrnets.nn.moments import (Gaussian, batch_moments, max_moments, max_pool2x2_moments,
                             relaxed_sign_sample, sign_moments)
-from lrnets.module import LRNetModule
-from lrnets.run import build_network, train
-from lrnets.schema import validate
-from lrnets.sign_layers import (MomentBatchNorm1d, MomentPropagation, Sign,
+from lrnets.nn.sign_layers import (MomentBatchNorm1d, MomentPropagation, Sign,
                                 ThresholdSign, fold_thresholds)
-from lrnets.sign_models import SignNetwork
+from lrnets.schema import validate
+from lrnets.training.callbacks import BatchNormReestimation
+from lrnets.training.evaluation import (batch_norms, discrete_layers, draw_weights, fixed_weights,
+                               recalibrate_batch_norm)
+from lrnets.training.initialization import init_from_full_precision, random_init
+from lrnets.training.module import LRNetModule
+from lrnets.training.run import build_network, train
 from tests.conftest import compose_config
 
 QUINARY = [-1.0, -0.5, 0.0, 0.5, 1.0]

@@ -2,7 +2,7 @@
 ``../shared/data``."""
 import pytest
 
-from lrnets.run import train
+from lrnets.training.run import train
 from tests.conftest import compose_config
 from tests.test_real_data import DATA, needs_mnist
 

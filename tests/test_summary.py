@@ -7,8 +7,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lrnets.run import build_network, train
-from lrnets.summary import layer_rows, main
+from lrnets.training.run import build_network, train
+from lrnets.training.summary import layer_rows, main
 from tests.conftest import compose_config
 
 
@@ -55,7 +55,7 @@ def test_a_run_writes_its_summary_and_the_command_reads_the_run(smoke_config, ca
 
 
 def test_the_command_refuses_what_is_not_a_run_folder(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "lrnets.summary", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "lrnets.training.summary", str(tmp_path)],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "is not a run folder" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrnets.reference import reference_config
-from lrnets.run import train
+from lrnets.training.reference import reference_config, reference_key
+from lrnets.training.run import train
 
 ARCH_DATA = {
     "lenet": [],
@@ -76,6 +76,18 @@ def test_the_reference_folder_is_named_by_the_settings_that_decide_it(smoke_conf
     for change in ["train.lr_gamma=0.5", "trainer.limit_train_batches=2", "init.reference.epochs=2",
                    "seed=1", "train.bn_eps=0.01", "train.dropout=0.1"]:
         assert folder("mode=ternary", change) != same, change
+
+
+def test_the_reference_folder_name_does_not_change_when_a_module_moves(smoke_config):
+    """References trained before the subpackages (issue 16) keep their folder: the name hashes
+    the classes by their first paths (``lrnets.layers.FullPrecisionLayers``)."""
+    ref = reference_config(smoke_config("mode=ternary"))
+    assert ref.mode.layers._target_ == "lrnets.nn.layers.FullPrecisionLayers"
+    key = reference_key(ref)
+    ref.mode.layers._target_ = "lrnets.layers.FullPrecisionLayers"
+    assert reference_key(ref) == key
+    ref.mode.layers._target_ = "lrnets.nn.layers.LRLayers"
+    assert reference_key(ref) != key
 
 
 def test_given_checkpoint_initialises_the_discrete_net(smoke_config):

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 def pretrained(name: str, root=None):
     """A network the project ships, as a plain module: ``lrnets.pretrained("mnist_ternary")``
-    (see ``lrnets.shipping.pretrained``)."""
-    from lrnets.shipping import SHIPPED, pretrained as load
+    (see ``lrnets.paper.shipping.pretrained``)."""
+    from lrnets.paper.shipping import SHIPPED, pretrained as load
 
     return load(name, SHIPPED if root is None else root)

@@ -11,9 +11,9 @@ from omegaconf import DictConfig
 
 from lrnets.config import CONF_DIR, PRIMARY, compose_config
 from lrnets.errors import ConfigError, RunStopped
-from lrnets.faults import sigterm_raises, signal_number
-from lrnets.resume import resume_hint
-from lrnets.run import train
+from lrnets.training.faults import sigterm_raises, signal_number
+from lrnets.training.resume import resume_hint
+from lrnets.training.run import train
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=PRIMARY)
 def run(cfg: DictConfig) -> None:
     """Train one configuration. A bad value prints one paragraph and exits with status 2; a run
-    stopped early (``lrnets.faults``) says how to continue and exits with a non-zero status."""
+    stopped early (``lrnets.training.faults``) says how to continue and exits with a non-zero status."""
     try:
         with sigterm_raises():
             train(cfg)

@@ -1,6 +1,6 @@
 """What decides a run's results: one definition, read by resume (a checkpoint continues only
 under the settings it was trained with) and by reference reuse (the folder of the
-full-precision reference, ``lrnets.reference``).
+full-precision reference, ``lrnets.training.reference``).
 
 Everything in the composed config decides the results except ``NOT_DECISIVE``: where outputs
 and data are, how the run is executed (including the LR layers' fused form, which computes
@@ -8,7 +8,8 @@ the same maps), what it does after training; a data set's name decides, not the 
 reader. Of the trainer, only how much it trains decides
 (``trainer.limit_train_batches``, ``trainer.max_steps``), not devices, precision or logging.
 The regulariser's coefficients decide, not its name. ``in_current_names`` translates the
-settings older versions recorded under other names (``MOVED``, the weight distribution).
+settings older versions recorded under other names (``MOVED``, the weight distribution) and the
+classes they named by the paths of the modules before the subpackages (``MOVED_MODULES``).
 """
 from __future__ import annotations
 
@@ -20,14 +21,40 @@ NOT_DECISIVE = ("ckpt_path", "paths", "trainer", "eval", "task_name", "verbose",
 DECISIVE_TRAINER = ("trainer.limit_train_batches", "trainer.max_steps")
 MOVED = {"mode.probability_decay": "regularizer.probability_decay",  # the regularizer= group
          "mode.beta": "regularizer.beta"}
+# The modules configs name classes from (``_target_``), by their paths before the subpackages.
+MOVED_MODULES = {f"lrnets.{name}": f"lrnets.nn.{name}" for name in
+                 ("layers", "distributions", "sampled_layers", "quantized_layers", "quantizers")}
+TARGET = "_target_"
+
+
+def _moved(path: object, modules: dict[str, str]) -> object:
+    if not isinstance(path, str):
+        return path
+    module, _, name = path.rpartition(".")
+    return f"{modules[module]}.{name}" if module in modules else path
+
+
+def current_class_path(path: object) -> object:
+    """A ``_target_`` as this version names it (``lrnets.layers.LRLayers`` ->
+    ``lrnets.nn.layers.LRLayers``); other values as they are."""
+    return _moved(path, MOVED_MODULES)
+
+
+def first_class_path(path: object) -> object:
+    """The inverse of ``current_class_path``: a ``_target_`` as the first versions named it.
+    The reference folders' names hash the settings in these names, so that references trained
+    before the subpackages are still found."""
+    return _moved(path, {new: old for old, new in MOVED_MODULES.items()})
 
 
 def in_current_names(recorded: dict[str, object]) -> dict[str, object]:
     """A decisive config an earlier version recorded, in this version's names: the ``MOVED``
     settings, and the weight distribution of ``weights=``, which earlier versions recorded as
     ``weights.distribution.*`` (and spliced into the layers in code, over the mode's recorded
-    ``mode.layers.distribution.*``) and this version composes as ``mode.layers.distribution.*``."""
-    current = {MOVED.get(key, key): value for key, value in recorded.items()}
+    ``mode.layers.distribution.*``) and this version composes as ``mode.layers.distribution.*``;
+    classes by their current paths (``current_class_path``)."""
+    current = {MOVED.get(key, key): current_class_path(value) if key.endswith(TARGET) else value
+               for key, value in recorded.items()}
     old, new = "weights.distribution.", "mode.layers.distribution."
     spliced = {key[len(old):]: value for key, value in current.items() if key.startswith(old)}
     if spliced:

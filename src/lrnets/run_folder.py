@@ -1,14 +1,15 @@
 """The run folder: every file a run writes, by name, and the reader and writer of its results.
 
     <run>/results.json                 the results record (``write_results`` / ``read_results``)
-    <run>/model_summary.txt            the network in bits (``lrnets.summary``)
+    <run>/model_summary.txt            the network in bits (``lrnets.training.summary``)
     <run>/checkpoints/last.ckpt        Lightning's, every epoch (``ckpt_path=last`` continues it)
     <run>/checkpoints/previous.ckpt    the epoch before, the fallback for a damaged last.ckpt
     <run>/checkpoints/network.pt       the trained network's state (weight distributions)
     <run>/checkpoints/discrete.pt      the chosen discrete network (``lrnets-export`` reads it)
     <run>/checkpoints/interrupted.ckpt the state when a signal stopped the run
     <run>/tensorboard/                 TensorBoard events
-    <run>/.hydra/config.yaml           the composed config (Hydra's), overrides.yaml beside it
+    <run>/.hydra/config.yaml           the composed config (Hydra's, read by ``read_config``),
+                                       overrides.yaml beside it
 
 Everything else refers to these names; nothing else spells them. The results record is the
 ``Results`` typed dict: ``write_results`` refuses a key it does not declare, and the error
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lrnets.decisive import TARGET, current_class_path
 
 CHECKPOINTS = Path("checkpoints")
 LAST = CHECKPOINTS / "last.ckpt"
@@ -82,7 +86,7 @@ class Results(TypedDict, total=False):
     samples_val_error_recalibrated_std: float
     samples_test_error_recalibrated_mean: float
     samples_test_error_recalibrated_std: float
-    selection: dict             # every candidate's scores (``lrnets.evaluation.Selection``)
+    selection: dict             # every candidate's scores (``lrnets.training.evaluation.Selection``)
     chosen_by_rank: list
     multiplications: str        # straight-through nets: what inference multiplies
     resumed_from: str
@@ -96,7 +100,7 @@ MOST_PROBABLE = "most_probable"  # the candidate of the most probable weights, a
 
 
 def score_key(split: Split, recalibrated: bool) -> str:
-    """The name of a candidate network's accuracy in ``Selection`` (``lrnets.evaluation``):
+    """The name of a candidate network's accuracy in ``Selection`` (``lrnets.training.evaluation``):
     ``val_acc``, ``test_acc_recalibrated`` (batch norm re-estimated on the candidate)."""
     return f"{split}_acc" + ("_recalibrated" if recalibrated else "")
 
@@ -144,6 +148,19 @@ def samples_error(results: Results, split: Split,
     if mean is None:
         return None
     return mean, results[figure_key("samples", split, recalibrated, "std")]
+
+
+def read_config(folder: Path) -> DictConfig:
+    """The composed config of the run in ``folder``, with the classes an earlier version named
+    by other paths (``_target_``) in this version's (``lrnets.decisive.current_class_path``)."""
+    def current(node: object) -> object:
+        if isinstance(node, dict):
+            return {key: current_class_path(value) if key == TARGET else current(value)
+                    for key, value in node.items()}
+        return [current(item) for item in node] if isinstance(node, list) else node
+
+    recorded = OmegaConf.to_container(OmegaConf.load(Path(folder) / CONFIG), resolve=False)
+    return OmegaConf.create(current(recorded))
 
 
 def read_results(folder: Path) -> Results | None:

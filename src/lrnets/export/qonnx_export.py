@@ -1,7 +1,7 @@
 """An export's network in QONNX, the low-bit ONNX dialect that FINN and hls4ml read.
 
 ``lrnets-export RUN OUT --qonnx`` writes ``network.qonnx.onnx`` from the export's graph
-(``lrnets.integer_inference``): each discrete layer's weights pass through a QONNX weight
+(``lrnets.export.integer_inference``): each discrete layer's weights pass through a QONNX weight
 quantizer that states their value set, batch norms are folded (``Mul`` and ``Add`` per channel),
 and a sign network's batch norm and sign are one ``MultiThreshold`` per channel (Roth et al.).
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lrnets.errors import ConfigError, reason
-from lrnets.integer_inference import Graph, levels_of, read_graph
+from lrnets.export.integer_inference import Graph, levels_of, read_graph
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 

@@ -22,9 +22,9 @@ from abc import abstractmethod
 import torch.nn.functional as F
 from torch import Tensor
 
-from lrnets.distributions import WeightDistribution
-from lrnets.layers import DiscreteLayer, DiscreteLayers, DistributionFactory, TrainingMethod
-from lrnets.quantizers import straight_through
+from lrnets.nn.distributions import WeightDistribution
+from lrnets.nn.layers import DiscreteLayer, DiscreteLayers, DistributionFactory, TrainingMethod
+from lrnets.nn.quantizers import straight_through
 
 
 class WeightSample(TrainingMethod):

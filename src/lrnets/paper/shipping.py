@@ -3,7 +3,7 @@
 Each shipped cell holds what a user needs and nothing a run folder needs to continue:
 
     results/<dataset>/<mode>/results.json   the run's results record
-    results/<dataset>/<mode>/epochs.csv     its per-epoch curves (``lrnets.epochs``)
+    results/<dataset>/<mode>/epochs.csv     its per-epoch curves (``lrnets.training.epochs``)
     results/<dataset>/<mode>/export/        discrete cells: ``lrnets-export``'s files
 
 ``lrnets-eval results/<dataset>/<mode>/export`` reproduces the shipped test error from those
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from torch import nn
 
-from lrnets.epochs import write_epochs_csv
 from lrnets.errors import ConfigError
-from lrnets.export import export
+from lrnets.export.writer import export
 from lrnets.run_folder import DISCRETE, RESULTS, read_results, write_results
+from lrnets.training.epochs import write_epochs_csv
 
 SHIPPED = Path(__file__).resolve().parents[2] / "results"  # the checkout's results/
 EXPORT, EPOCHS = "export", "epochs.csv"
@@ -54,7 +54,7 @@ def pretrained(name: str, root: Path | str = SHIPPED) -> nn.Module:
     {-1, 0, 1} for a ternary network) and its batch norms are folded into a scale and shift.
     Inputs are images as ``lrnets.data`` transforms them for evaluation (MNIST: pixels in [0, 1],
     N x 1 x 28 x 28)."""
-    from lrnets.inference import load_export
+    from lrnets.export.runner import load_export
 
     cells = {k: v for k, v in shipped_cells(Path(root)).items() if (v / EXPORT).is_dir()}
     if name not in cells:

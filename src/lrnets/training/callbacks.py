@@ -10,12 +10,12 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid
 
-from lrnets.distributed import rank_shard
-from lrnets.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights, fixed_weights,
-                               recalibrate_batch_norm, select_discrete_network)
-from lrnets.layers import DiscreteConv2d
+from lrnets.nn.layers import DiscreteConv2d
 from lrnets.run_folder import MOST_PROBABLE, score_key
-from lrnets.summary import layer_names
+from lrnets.training.distributed import rank_shard
+from lrnets.training.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights, fixed_weights,
+                               recalibrate_batch_norm, select_discrete_network)
+from lrnets.training.summary import layer_names
 
 
 class EpochTimer(pl.Callback):
@@ -41,7 +41,7 @@ class EpochTimer(pl.Callback):
 
 class DistributionMonitor(pl.Callback):
     """What the weight distributions do, in TensorBoard, per discrete layer named as the paper
-    names it (``conv1``, ``fc1``; ``lrnets.summary.layer_names``):
+    names it (``conv1``, ``fc1``; ``lrnets.training.summary.layer_names``):
 
     - every epoch: the mean entropy (Appendix B), the mean probability of the most probable
       value, and the flip ratio, the share of weights whose most probable value changed since

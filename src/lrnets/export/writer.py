@@ -4,19 +4,19 @@
 the folder OUT:
 
 - ``weights.bin``: the tensors back to back. The discrete layers' weights are packed at the bits
-  their value set needs (``lrnets.bitpacking``: 1 bit for binary, 2 for ternary); everything
+  their value set needs (``lrnets.export.bitpacking``: 1 bit for binary, 2 for ternary); everything
   else is float32, little-endian: each batch norm folded into a scale and a shift per channel
   (in sign networks, batch norm and sign into one threshold per channel), the last layer and,
   where the run kept it so, the first layer.
 - ``manifest.json``: the architecture, the value set, each tensor's name, shape, encoding and
   place in ``weights.bin``, the network as a list of operations (``graph``, owned by
-  ``lrnets.integer_inference``, which runs it in NumPy), the run's chosen network and its test
+  ``lrnets.export.integer_inference``, which runs it in NumPy), the run's chosen network and its test
   accuracy, and a digest of its test predictions (``lrnets-eval`` compares against it).
 - ``network.onnx`` with ``--onnx``: the same network as an ONNX graph, weights as uint8 indices.
 - ``network.qonnx.onnx`` with ``--qonnx``: the network in QONNX, weights through QONNX's
-  quantizers, sign networks' thresholds as MultiThreshold (``lrnets.qonnx_export``).
+  quantizers, sign networks' thresholds as MultiThreshold (``lrnets.export.qonnx_export``).
 
-It prints the sizes and the ratio to the same network in float32. ``lrnets.inference`` loads it.
+It prints the sizes and the ratio to the same network in float32. ``lrnets.export.runner`` loads it.
 """
 from __future__ import annotations
 
@@ -29,16 +29,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lrnets.bitpacking import bits_for, pack
-from lrnets.discrete_checkpoint import read_discrete_network
-from lrnets.errors import ConfigError, reason
-from lrnets.evaluation import batch_norms
-from lrnets.inference import (ONNX, QONNX, DiscreteConv2d, DiscreteLinear, fold, load_export,
+from lrnets.errors import ConfigError
+from lrnets.export.bitpacking import bits_for, pack
+from lrnets.export.integer_inference import MANIFEST, WEIGHTS, describe
+from lrnets.export.runner import (ONNX, QONNX, DiscreteConv2d, DiscreteLinear, fold, load_export,
                               network_for, predictions_digest, scaled_weight)
-from lrnets.integer_inference import MANIFEST, WEIGHTS, describe
+from lrnets.training.discrete_checkpoint import read_discrete_network
+from lrnets.training.evaluation import batch_norms
 
 def exported_network(saved: dict) -> tuple[nn.Module, dict]:
-    """The inference network (``lrnets.inference``) holding the weights of ``discrete.pt``, and
+    """The inference network (``lrnets.export.runner``) holding the weights of ``discrete.pt``, and
     its architecture entry for the manifest."""
     meta = saved["meta"]
     values = next(iter(saved["values"].values()))
@@ -114,7 +114,7 @@ def export(source: Path, out: Path, with_onnx: bool = False, with_qonnx: bool = 
 
 
 def _write_qonnx(out: Path) -> None:
-    from lrnets.qonnx_export import qonnx_missing, write_qonnx
+    from lrnets.export.qonnx_export import qonnx_missing, write_qonnx
 
     try:
         write_qonnx(out, out / QONNX)
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="lrnets-export",
         description="Write a run's chosen discrete network with packed weights, for inference "
-                    "(lrnets.inference, lrnets-eval).")
+                    "(lrnets.export.runner, lrnets-eval).")
     parser.add_argument("checkpoint", type=Path,
                         help="a discrete run's folder (LR-net or straight-through baseline) or its "
                              "checkpoints/discrete.pt")

@@ -22,35 +22,35 @@ from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from lrnets.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
-                              SampledEvaluation)
 from lrnets.console import (candidate_progress, choosing_line, final_lines, progress_callbacks,
                             quiet)
-from lrnets.cpu_memory import keep_freed_memory
 from lrnets.data import build_datamodule
 from lrnets.decisive import decisive_config
-from lrnets.discrete_checkpoint import (discrete_meta, save_discrete_network,
-                                        save_quantized_network)
-from lrnets.distributed import all_ranks, examples_counted, rank_shard
 from lrnets.errors import ConfigError
-from lrnets.evaluation import (EvalData, accuracy, chosen_network, discrete_layers,
-                               ensemble_accuracy, predictions, select_discrete_network)
-from lrnets.faults import FiniteLoss, InterruptCheckpoint, stopped_run
-from lrnets.initialization import (init_from_full_precision, load_network_state, network_file,
-                                   random_init)
-from lrnets.layers import FullPrecisionLayers, DiscreteLayer
-from lrnets.models import ARCHITECTURES, Network, ReLUBlocks, configure_batch_norm
-from lrnets.module import LRNetModule
-from lrnets.quantized_layers import quantized_layers, weight_multiplications
-from lrnets.reference import obtain_reference, reference_config
+from lrnets.models.architectures import ARCHITECTURES, Network, ReLUBlocks, configure_batch_norm
+from lrnets.models.sign import build_sign_network
+from lrnets.nn.layers import FullPrecisionLayers, DiscreteLayer
+from lrnets.nn.quantized_layers import quantized_layers, weight_multiplications
 from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK, TENSORBOARD,
                                SUMMARY, Results, error_figures, rounded, where,
                                write_results)
-from lrnets.resume import LastCheckpoint, RecordConfig, resume_checkpoint, resume_hint
 from lrnets.schema import validate
 from lrnets.seeding import EpochSeed
-from lrnets.sign_models import build_sign_network
-from lrnets.summary import summary_text
+from lrnets.training.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
+                              SampledEvaluation)
+from lrnets.training.cpu_memory import keep_freed_memory
+from lrnets.training.discrete_checkpoint import (discrete_meta, save_discrete_network,
+                                        save_quantized_network)
+from lrnets.training.distributed import all_ranks, examples_counted, rank_shard
+from lrnets.training.evaluation import (EvalData, accuracy, chosen_network, discrete_layers,
+                               ensemble_accuracy, predictions, select_discrete_network)
+from lrnets.training.faults import FiniteLoss, InterruptCheckpoint, stopped_run
+from lrnets.training.initialization import (init_from_full_precision, load_network_state, network_file,
+                                   random_init)
+from lrnets.training.module import LRNetModule
+from lrnets.training.reference import obtain_reference, reference_config
+from lrnets.training.resume import LastCheckpoint, RecordConfig, resume_checkpoint, resume_hint
+from lrnets.training.summary import summary_text
 
 
 def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> Network:
@@ -262,7 +262,7 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _record_stop(err: BaseException, trainer: pl.Trainer, cfg: DictConfig, out: Path) -> None:
-    """If ``err`` is an interruption or a diverged loss (``lrnets.faults``), write the results
+    """If ``err`` is an interruption or a diverged loss (``lrnets.training.faults``), write the results
     file with that status and raise ``RunStopped``; otherwise return."""
     stop = stopped_run(err, trainer, out, resume_hint(out))
     if stop is None:

@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from lrnets.bitpacking import bits_for
 from lrnets.config import compose_config
 from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError
-from lrnets.layers import DiscreteConv2d, DiscreteLayer
-from lrnets.quantized_layers import QuantizedLayer
-from lrnets.run_folder import CONFIG
+from lrnets.export.bitpacking import bits_for
+from lrnets.nn.layers import DiscreteConv2d, DiscreteLayer
+from lrnets.nn.quantized_layers import QuantizedLayer
+from lrnets.run_folder import CONFIG, read_config
 from lrnets.schema import validate
 
 FLOAT_BITS = 32
@@ -168,7 +168,7 @@ def _config(target: list[str]) -> DictConfig:
         if not (folder / CONFIG).is_file():
             raise ConfigError(f"RUN={folder} is not a run folder: it has no {CONFIG}. Give a "
                               f"run's folder or overrides such as dataset=mnist mode=ternary.")
-        return OmegaConf.load(folder / CONFIG)
+        return read_config(folder)
     return compose_config(target)
 
 
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("target", nargs="*", metavar="RUN|OVERRIDE",
                         help="a run folder, or overrides as lrnets-train takes them")
     args = parser.parse_args(argv)
-    from lrnets.run import build_network  # run.py prints this summary: imported when called
+    from lrnets.training.run import build_network  # run.py prints this summary: imported when called
 
     try:
         cfg = _config(args.target)

@@ -17,15 +17,18 @@ from typing import Callable
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lrnets.config import compose_config
-from lrnets.decisive import decisive_config
+from lrnets.decisive import TARGET, decisive_config, first_class_path
 from lrnets.errors import RunStopped
 from lrnets.run_folder import LAST, NETWORK
 
 
 def reference_key(ref_cfg: DictConfig) -> str:
     """Folder name of the reference run ``ref_cfg``: readable, plus a short hash of the settings
-    that decide its weights (``lrnets.decisive``, as resume compares them)."""
-    decisive = decisive_config(ref_cfg)
+    that decide its weights (``lrnets.decisive``, as resume compares them), with classes named
+    as the first versions named them (``first_class_path``), so that the hash of a reference
+    does not change when a module moves."""
+    decisive = {key: first_class_path(value) if key.endswith(TARGET) else value
+                for key, value in decisive_config(ref_cfg).items()}
     digest = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:10]
     return f"{ref_cfg.dataset.name}_{ref_cfg.arch.name}_seed{ref_cfg.seed}_{digest}"
 

@@ -4,12 +4,12 @@ An architecture (``lenet``, ``vgg``, ``mlp``, ``resnet18``) says which blocks fo
 a ``Blocks`` object says what a block is. ``ReLUBlocks`` makes the paper's networks: conv ->
 batch norm -> ReLU (-> 2x2 max pool), FC -> batch norm -> ReLU -> dropout, and a full-precision
 softmax layer (``Network``). Its layer families decide the weights: full precision, LR-net
-(``lrnets.layers``), straight-through (``lrnets.quantized_layers``), sampled
-(``lrnets.sampled_layers``) or the exported discrete layers (``lrnets.inference``); ``first``
+(``lrnets.nn.layers``), straight-through (``lrnets.nn.quantized_layers``), sampled
+(``lrnets.nn.sampled_layers``) or the exported discrete layers (``lrnets.export.runner``); ``first``
 builds the first layer, so it can stay full precision (binary ResNet-18). The sign-activation
-networks of Roth et al. are the same architectures with ``lrnets.sign_models.SignBlocks``.
+networks of Roth et al. are the same architectures with ``lrnets.models.sign.SignBlocks``.
 Every weight layer sits at the same position of ``body`` whatever the blocks, so a ReLU
-network's state initialises any other (``lrnets.initialization``).
+network's state initialises any other (``lrnets.training.initialization``).
 
 Adding an architecture is one function here and one entry in ``ARCHITECTURES``.
 """

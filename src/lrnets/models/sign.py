@@ -1,11 +1,11 @@
-"""Sign networks (Roth et al., ECML PKDD 2019): the architectures of ``lrnets.models`` built
+"""Sign networks (Roth et al., ECML PKDD 2019): the architectures of ``lrnets.models.architectures`` built
 from ``SignBlocks``, discrete weights and sign activations trained by probabilistic forward
 propagation.
 
 The blocks follow the authors' code, conv -> 2x2 max pool -> batch norm -> sign and
 FC -> batch norm -> sign -> dropout, and each weight layer sits at the same position of
 ``body`` as in the ReLU network of the same name, so a full-precision ReLU reference
-initialises it (``lrnets.initialization``). The softmax layer is discrete too: discrete
+initialises it (``lrnets.training.initialization``). The softmax layer is discrete too: discrete
 weights, a real bias, its output scaled by 1 / sqrt(fan-in) (the authors' output normalisation)
 and, in training, a Gaussian sample of its pre-activation fed to the softmax.
 """
@@ -18,10 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from lrnets.errors import ConfigError
-from lrnets.layers import DiscreteLayers, DiscreteLinear, LRLayers
-from lrnets.models import ARCHITECTURES, LayerFamily
-from lrnets.moments import Gaussian
-from lrnets.sign_layers import (GaussianMaxPool2d, MomentBatchNorm1d, MomentBatchNorm2d,
+from lrnets.models.architectures import ARCHITECTURES, LayerFamily
+from lrnets.nn.layers import DiscreteLayers, DiscreteLinear, LRLayers
+from lrnets.nn.moments import Gaussian
+from lrnets.nn.sign_layers import (GaussianMaxPool2d, MomentBatchNorm1d, MomentBatchNorm2d,
                                 MomentDropout, MomentFlatten, Sign, moment_layers)
 
 SignFactory = Callable[[], Sign]

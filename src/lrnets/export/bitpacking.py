@@ -1,7 +1,7 @@
 """Discrete weights packed at the bits their value set needs: each weight is stored as its
 index into the values (``codes``), in ``bits_for(len(values))`` bits, the bits of consecutive
 weights back to back (least significant first). A binary weight takes 1 bit, a ternary one 2.
-NumPy only, so that the torch-free runner (``lrnets.integer_inference``) reads exports too.
+NumPy only, so that the torch-free runner (``lrnets.export.integer_inference``) reads exports too.
 """
 from __future__ import annotations
 

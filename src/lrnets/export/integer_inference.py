@@ -2,7 +2,7 @@
 
 An export (``lrnets-export``) describes its network in ``manifest.json["graph"]``, a list of
 operations applied in order to an N x C x H x W float32 batch. This module owns that
-description: ``describe`` writes it from the inference network (``lrnets.inference``) and
+description: ``describe`` writes it from the inference network (``lrnets.export.runner``) and
 ``IntegerNetwork`` runs it. Tensors are named as in the manifest's ``tensors``:
 
     {"op": "conv", "tensor": T, "discrete": D, "scaled": A, "stride": S, "padding": P}
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lrnets.bitpacking import unpack
+from lrnets.export.bitpacking import unpack
 
 MANIFEST, WEIGHTS = "manifest.json", "weights.bin"
 Graph = list[dict]
@@ -79,13 +79,13 @@ def read_graph(folder: Path | str) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def describe(model) -> Graph:
-    """The graph of an inference network of ``lrnets.inference`` (``load_export``, ``fold``)."""
+    """The graph of an inference network of ``lrnets.export.runner`` (``load_export``, ``fold``)."""
     from torch import nn
 
-    from lrnets.inference import DiscreteConv2d, DiscreteLinear, ScaleShift
-    from lrnets.models import BasicBlock
-    from lrnets.sign_layers import ThresholdSign
-    from lrnets.sign_models import SignNetwork
+    from lrnets.export.runner import DiscreteConv2d, DiscreteLinear, ScaleShift
+    from lrnets.models.architectures import BasicBlock
+    from lrnets.models.sign import SignNetwork
+    from lrnets.nn.sign_layers import ThresholdSign
 
     def ops(module: nn.Module, prefix: str) -> Graph:
         if isinstance(module, nn.Sequential):

@@ -17,9 +17,9 @@ the layer is an ordinary convolution whatever the method. The methods:
   ``fused=True`` they run as one grouped convolution (one batched matrix product for linear
   layers) instead of two calls, differentiated by autograd; the result is the same. The
   standard deviation is computed in float32 so that mixed precision (bf16) cannot make it NaN.
-- a weight sample per batch (``lrnets.sampled_layers``: Gumbel-softmax, stochastic
+- a weight sample per batch (``lrnets.nn.sampled_layers``: Gumbel-softmax, stochastic
   BinaryConnect), the baselines the paper sets the trick against;
-- moment propagation through sign activations (``lrnets.sign_layers.MomentPropagation``, Roth
+- moment propagation through sign activations (``lrnets.nn.sign_layers.MomentPropagation``, Roth
   et al. 2019).
 
 A training method is a module called as ``method(layer, x)``; a new one is a class and a mode
@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lrnets.distributions import TernaryWeights, WeightDistribution
-from lrnets.noise import standard_normal_like
+from lrnets.nn.distributions import TernaryWeights, WeightDistribution
+from lrnets.nn.noise import standard_normal_like
 
 DistributionFactory = Callable[[tuple[int, ...]], WeightDistribution]
 

@@ -22,22 +22,22 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from lrnets.callbacks import first_layer_kernels
 from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError
-from lrnets.evaluation import discrete_layers, draw_weights, fixed_weights
-from lrnets.initialization import init_from_full_precision, load_network_state
-from lrnets.layers import DiscreteConv2d, DiscreteLayer, GaussianMethod
-from lrnets.models import Network
-from lrnets.reproduce import run_folder
-from lrnets.run_folder import CONFIG, NETWORK, TENSORBOARD, read_results
-from lrnets.run import build_network
-from lrnets.summary import layer_names
+from lrnets.models.architectures import Network
+from lrnets.nn.layers import DiscreteConv2d, DiscreteLayer, GaussianMethod
+from lrnets.paper.cells import run_folder
+from lrnets.run_folder import NETWORK, TENSORBOARD, read_config, read_results
+from lrnets.training.callbacks import first_layer_kernels
+from lrnets.training.evaluation import discrete_layers, draw_weights, fixed_weights
+from lrnets.training.initialization import init_from_full_precision, load_network_state
+from lrnets.training.run import build_network
+from lrnets.training.summary import layer_names
 
 
 @dataclass
@@ -56,7 +56,7 @@ def load_run(path: str | Path, batch: int = 64) -> LoadedRun:
     """The run in ``path`` (a run folder or its ``checkpoints/network.pt``), its network in
     eval mode and the first ``batch`` test images as the network sees them."""
     folder = run_folder(path)
-    cfg = OmegaConf.load(folder / CONFIG)
+    cfg = read_config(folder)
     dm = build_datamodule(cfg.dataset, batch_size=batch, seed=cfg.seed, num_workers=0)
     shape = (dm.in_channels, dm.num_classes, dm.image_size)
     model = build_network(cfg, *shape)

@@ -1,6 +1,6 @@
 """Running an exported discrete network (``lrnets-export``) in plain PyTorch, and ``lrnets-eval``.
 
-The network is the run's architecture from ``lrnets.models`` built from ordinary modules:
+The network is the run's architecture from ``lrnets.models.architectures`` built from ordinary modules:
 every discrete layer holds its weights as indices into the value set (``codes``, uint8) and the
 values, and convolves with ``values[codes]``, weights in {-1, 0, 1} for a ternary net (times one
 scale per output channel for the straight-through baselines BWN and TWN); every batch
@@ -11,8 +11,8 @@ layer, and a full-precision first layer, keep their float32 weights.
 ``lrnets-eval EXPORT`` runs it on the test split of the run's data set and checks that its
 predictions are the ones the run's chosen network made (sec. 4.4), example by example; with
 ``--onnx`` it runs ``network.onnx`` with onnxruntime too, with ``--numpy`` the torch-free
-integer runner (``lrnets.integer_inference``), with ``--qonnx`` ``network.qonnx.onnx`` in qonnx's
-executor (``lrnets.qonnx_export``), and compares them with PyTorch.
+integer runner (``lrnets.export.integer_inference``), with ``--qonnx`` ``network.qonnx.onnx`` in qonnx's
+executor (``lrnets.export.qonnx_export``), and compares them with PyTorch.
 """
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ from torch import Tensor, nn
 
 from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError, reason
-from lrnets.evaluation import predictions
-from lrnets.integer_inference import MANIFEST, WEIGHTS, read_tensors
-from lrnets.layers import FullPrecisionLayers
-from lrnets.models import ARCHITECTURES, ReLUBlocks
-from lrnets.sign_layers import Sign, fold_thresholds
-from lrnets.sign_models import SignBlocks
+from lrnets.export.integer_inference import MANIFEST, WEIGHTS, read_tensors
+from lrnets.models.architectures import ARCHITECTURES, ReLUBlocks
+from lrnets.models.sign import SignBlocks
+from lrnets.nn.layers import FullPrecisionLayers
+from lrnets.nn.sign_layers import Sign, fold_thresholds
+from lrnets.training.evaluation import predictions
 
 ONNX, QONNX = "network.onnx", "network.qonnx.onnx"
 
@@ -82,7 +82,7 @@ class DiscreteLinear(_DiscreteWeights):
 
 
 class DiscreteLayers:
-    """The layer family (``lrnets.models.LayerFamily``) of exported discrete layers."""
+    """The layer family (``lrnets.models.architectures.LayerFamily``) of exported discrete layers."""
 
     def __init__(self, num_values: int, scaled: bool = False):
         self.num_values, self.scaled = num_values, scaled
@@ -225,19 +225,19 @@ def evaluate_export(folder: Path, data_root: str | None, batch_size: int, device
 
 def _compare_numpy(folder: Path, expected: Tensor, loader, transform: nn.Module) -> Check:
     """The integer runner's predictions on the test split against PyTorch's (``expected``)."""
-    from lrnets.integer_inference import IntegerNetwork
+    from lrnets.export.integer_inference import IntegerNetwork
 
     try:
         network = IntegerNetwork(folder)
     except ValueError as err:
         raise ConfigError(str(err) + ".") from None
-    return _agreement("NumPy integer inference (lrnets.integer_inference)", network.logits,
+    return _agreement("NumPy integer inference (lrnets.export.integer_inference)", network.logits,
                       expected, loader, transform)
 
 
 def _compare_qonnx(path: Path, expected: Tensor, loader, transform: nn.Module) -> Check:
     """qonnx's executor's predictions on the test split against PyTorch's (``expected``)."""
-    from lrnets.qonnx_export import QonnxRunner, qonnx_missing
+    from lrnets.export.qonnx_export import QonnxRunner, qonnx_missing
 
     try:
         runner = QonnxRunner(path)
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="also run network.onnx with onnxruntime and compare")
     parser.add_argument("--numpy", action="store_true",
                         help="also run the network in NumPy with integer weights "
-                             "(lrnets.integer_inference) and compare")
+                             "(lrnets.export.integer_inference) and compare")
     parser.add_argument("--qonnx", action="store_true",
                         help=f"also run {QONNX} with qonnx's executor and compare")
     parser.add_argument("--batch-size", type=int, default=500)

@@ -2,7 +2,7 @@
 
 ``QuantizedConv2d`` and ``QuantizedLinear`` are ``nn.Conv2d`` / ``nn.Linear`` (same constructor,
 no bias by default: batch norm follows every discrete layer) whose forward pass uses
-``quantizer(weight)`` (``lrnets.quantizers``) in training and evaluation alike, so the trained
+``quantizer(weight)`` (``lrnets.nn.quantizers``) in training and evaluation alike, so the trained
 network is one deterministic discrete network. With ``clip`` set, the latent weight is clipped to
 [-clip, clip] at initialisation and after every optimizer step (BinaryConnect, Courbariaux et al.
 2015, Algorithm 1); ``LRNetModule`` calls ``after_optimizer_step`` for that.
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lrnets.quantizers import Quantizer
+from lrnets.nn.quantizers import Quantizer
 
 
 class QuantizedLayer(nn.Module):

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from lrnets.errors import ConfigError, reason
-from lrnets.layers import DiscreteLayer
-from lrnets.quantized_layers import QuantizedLayer
+from lrnets.nn.layers import DiscreteLayer
+from lrnets.nn.quantized_layers import QuantizedLayer
 from lrnets.run_folder import NETWORK
 
 _ALLOWED = ("Give a full-precision run's folder, its checkpoints/network.pt or a Lightning .ckpt "

@@ -2,7 +2,7 @@
 ECML PKDD 2019; see section 2 of docs/method-notes.md).
 
 A random activation is carried as a ``Gaussian(mean, var)`` pair of tensors. The functions here
-are the closed forms the layers of ``lrnets.sign_layers`` use:
+are the closed forms the layers of ``lrnets.nn.sign_layers`` use:
 
 - ``linear_moments``: a layer with independent random weights (E[w], Var[w]) applied to an
   independent random input (m_x, v_x):  mu = sum E[w] m_x,
@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from lrnets.layers import GaussianSample
+from lrnets.nn.layers import GaussianSample
 
 EPS = 1e-6  # keeps standard deviations away from zero, as the authors' code
 

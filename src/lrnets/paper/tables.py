@@ -23,10 +23,10 @@ from omegaconf import OmegaConf
 from lrnets.config import CONF_DIR, compose_config, group_choices
 from lrnets.data.files import CIFAR_DIR, cifar10_matches_release, data_root
 from lrnets.errors import ConfigError
-from lrnets.reproduce import (Cell, cell_runs, check_extra_overrides, run_cells,
+from lrnets.paper.cells import (Cell, cell_runs, check_extra_overrides, run_cells,
                               seed_folder)
+from lrnets.paper.shipping import EXPORT, machine, ship_run, training_hours
 from lrnets.run_folder import NETWORK, OVERRIDES, epochs_done, read_results
-from lrnets.shipping import EXPORT, machine, ship_run, training_hours
 
 DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}
 
@@ -422,7 +422,7 @@ def reproduce_table(spec: TableSpec, args: argparse.Namespace) -> dict:
 
 def ship_table(spec: TableSpec, cells: dict[tuple[str, str], Cell], rows: list[CellRow],
                seeds: list[int], runs_dir: Path, dest: Path) -> Path:
-    """Ship every completed cell's seed 0 (``lrnets.shipping``) and write ``dest/README.md``:
+    """Ship every completed cell's seed 0 (``lrnets.paper.shipping``) and write ``dest/README.md``:
     the table, then per shipped cell its training time and export size, the machine and the
     command that made the table. Returns the README's path."""
     lines = ["## Shipped cells", "",

@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from lrnets.layers import DiscreteLayer
+from lrnets.nn.layers import DiscreteLayer
 from lrnets.run_folder import MOST_PROBABLE, score_key
 
 Reduce = Callable[[Tensor], Tensor]

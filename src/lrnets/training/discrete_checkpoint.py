@@ -9,7 +9,7 @@
      "meta":       what rebuilds the network and its test data without the run folder, and the
                    chosen network's predicted class for every test example}
 
-loadable with ``torch.load(weights_only=True)``. ``lrnets.export`` reads it. A LR-net's is its
+loadable with ``torch.load(weights_only=True)``. ``lrnets.export.writer`` reads it. A LR-net's is its
 chosen sample (``save_discrete_network``), a straight-through baseline's its one deterministic
 network (``save_quantized_network``).
 """
@@ -22,10 +22,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lrnets.errors import ConfigError, reason
-from lrnets.evaluation import Selection, discrete_layers
-from lrnets.models import Network
-from lrnets.quantized_layers import quantized_layers
+from lrnets.models.architectures import Network
+from lrnets.nn.quantized_layers import quantized_layers
 from lrnets.run_folder import DISCRETE
+from lrnets.training.evaluation import Selection, discrete_layers
 
 
 def save_discrete_network(path: Path, model: Network, selection: Selection, meta: dict) -> None:
@@ -39,7 +39,7 @@ def save_discrete_network(path: Path, model: Network, selection: Selection, meta
 
 
 def save_quantized_network(path: Path, model: Network, meta: dict) -> None:
-    """A straight-through baseline's network (``lrnets.quantized_layers``): its quantised weights
+    """A straight-through baseline's network (``lrnets.nn.quantized_layers``): its quantised weights
     as indices into the quantiser's levels, with the scales of BWN and TWN."""
     layers = quantized_layers(model)
     forms = {name: layer.discrete_form() for name, layer in layers.items()}
@@ -64,7 +64,7 @@ def discrete_meta(cfg: DictConfig, dm: pl.LightningDataModule, chosen: dict,
                   test_predictions: torch.Tensor) -> dict:
     """What ``discrete.pt`` records besides the weights: enough to rebuild the network and its
     test data without the run's folder, and the chosen network's predicted class for every test
-    example, which an export must reproduce (``lrnets.export``)."""
+    example, which an export must reproduce (``lrnets.export.writer``)."""
     return {
         "dataset": cfg.dataset.name, "arch": cfg.arch.name, "mode": cfg.mode.name, "seed": cfg.seed,
         "activation": OmegaConf.select(cfg, "activation.name", default="relu"),

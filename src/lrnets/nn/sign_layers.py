@@ -2,13 +2,13 @@
 2019; section 2 of docs/method-notes.md).
 
 In training every layer takes and returns either a tensor or a ``Gaussian(mean, var)`` pair
-(``lrnets.moments``): a discrete layer turns its input into the Gaussian moments of its
+(``lrnets.nn.moments``): a discrete layer turns its input into the Gaussian moments of its
 pre-activation, 2x2 max pooling and batch norm act on those moments, and the sign activation
 returns a relaxed (Gumbel-softmax) sample of its +-1 output, so the next layer sees a tensor
 again, or, with ``propagation="moments"``, the mean and variance of that output.
 
 Outside training the layers are an ordinary discrete network: the discrete layers apply fixed
-weights (a sample or the mode, set by ``lrnets.evaluation``) or else their most probable
+weights (a sample or the mode, set by ``lrnets.training.evaluation``) or else their most probable
 weights, batch norm uses its running statistics and the sign is hard (sign(0) = +1), so every
 hidden activation is exactly -1 or +1. ``fold_thresholds`` rewrites each batch norm followed by
 a sign into one per-channel threshold.
@@ -20,8 +20,8 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from lrnets.layers import DiscreteLayer, DiscreteLayers, GaussianMethod, LRLayers
-from lrnets.moments import (Gaussian, batch_moments, linear_moments, max_pool2x2_moments,
+from lrnets.nn.layers import DiscreteLayer, DiscreteLayers, GaussianMethod, LRLayers
+from lrnets.nn.moments import (Gaussian, batch_moments, linear_moments, max_pool2x2_moments,
                             relaxed_sign_sample, sign_moments)
 
 Activation = Tensor | Gaussian

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lrnets.distributions import WeightDistribution
+from lrnets.nn.distributions import WeightDistribution
 
 
 class LRNetModule(pl.LightningModule):
