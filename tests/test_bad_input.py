@@ -64,6 +64,12 @@ def _contents(folder: Path) -> dict[Path, bytes]:
     (["dataset.val_size=-5"], r"dataset\.val_size=-5 .*at least 1 training example"),
     (["init.reference.lr_milestones=[1.5]"], r"init\.reference\.lr_milestones=\[1\.5\] .*list"),
     (["eval.recalibrate_bn=maybe"], r"eval\.recalibrate_bn='maybe' .*true or false"),
+    (["+train.logit_lr=0"], r"train\.logit_lr=0 .*positive learning rate for the logits"),
+    (["+mode.x=1"], r"mode\.x=1 is not allowed: mode has no option 'x'; its options: name, "
+                    r"layers, first_layer, weight_decay_scope\."),  # added keys nothing reads
+    (["+eval.ensemble_size=2"], r"eval\.ensemble_size=2 .*eval has no option 'ensemble_size'"),
+    (["+mode.layers.foo=2"], r"mode\.layers has no option 'foo'; it has none\."),
+    (["+seeds=3"], r"seeds=3 is not allowed: the config has no option 'seeds'"),
 ])
 def test_out_of_range_values_are_refused_before_anything_is_written(finished_run, overrides,
                                                                     message):

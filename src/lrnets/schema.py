@@ -4,8 +4,10 @@ Sections are dataclasses; OmegaConf converts and type-checks each value the comp
 holds (``"3"`` becomes 3, ``"ten"`` for an integer is refused). A field may carry a range
 (``allowed(check, text)``), checked after its type. A field a chosen group does not have (the
 synthetic data's ``num_classes`` under ``dataset=mnist``, the LR layers' ``eps`` under a
-straight-through mode) is skipped, and keys the schema does not list (``_target_`` nodes, the
-trainer's arguments) are left to the code that reads them. Defaults stay in the YAML files: the
+straight-through mode) is skipped. A section holds only the options it lists: another key
+(``+mode.x=1``, or a misspelt key of a new YAML file) is refused, except the nodes of objects a
+config constructs (``_target_``: their constructor checks their arguments) and the sections
+the schema leaves open (``open``: Hydra's paths, the trainer's arguments). Defaults stay in the YAML files: the
 schema holds no values. Checked by ``validate`` right after composition, before any file is
 written; a wrong value stops the run with one paragraph naming the option, the value and what is
 allowed (``ConfigError``, exit status 2).
@@ -23,6 +25,11 @@ from lrnets.errors import ConfigError
 def allowed(check: Callable[[Any], bool], text: str) -> Any:
     """A field whose value must also pass ``check``; ``text`` says what is allowed."""
     return field(default=MISSING, metadata={"check": check, "allowed": text})
+
+
+def open_section(reader: str) -> Any:
+    """A section the schema does not describe: ``reader`` checks it."""
+    return field(default=MISSING, metadata={"open": reader})
 
 
 def _section(cls: type) -> Any:
@@ -58,6 +65,8 @@ class Train:
     bn_momentum: float = allowed(lambda v: 0 < v <= 1, "use the weight of a new batch in the "
                                  "running statistics, in (0, 1]")
     bn_eps: float = _positive()
+    logit_lr: Optional[float] = allowed(lambda v: v is None or v > 0, "use a positive learning "
+                                        "rate for the logits, or null for train.lr")
 
 
 @dataclass
@@ -152,6 +161,7 @@ class Eval:
 
 @dataclass
 class Config:
+    task_name: str = MISSING
     seed: int = MISSING
     ckpt_path: Optional[str] = MISSING
     verbose: bool = MISSING
@@ -162,6 +172,10 @@ class Config:
     activation: Activation = _section(Activation)
     init: Init = _section(Init)
     eval: Eval = _section(Eval)
+    arch: Any = open_section("the architecture (lrnets.models.architectures)")
+    weights: Any = open_section("the weight grid, read through mode.layers.distribution")
+    paths: Any = open_section("Hydra and the run folder")
+    trainer: Any = open_section("pytorch_lightning.Trainer")
 
 
 _KINDS = {int: "use an integer", float: "use a number", bool: "use true or false",
@@ -173,9 +187,24 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
+def _constructed(cfg: DictConfig, key: str) -> bool:
+    """Whether ``cfg[key]`` is a node a config constructs (or a key of the construction)."""
+    node = cfg._get_node(key)
+    return str(key).startswith("_") or (OmegaConf.is_dict(node) and "_target_" in node)
+
+
 def _validate(schema: DictConfig, cls: type, cfg: DictConfig, prefix: str) -> None:
+    declared = [f.name for f in dataclasses.fields(cls)]
+    for key in cfg:
+        if key not in declared and not _constructed(cfg, key):
+            options = ", ".join(k for k in cfg if k != key and not str(k).startswith("_"))
+            where = f"{prefix[:-1]} has" if prefix else "the config has"
+            raise ConfigError(f"{prefix}{key}={_plain(cfg._get_node(key))!r} is not allowed: "
+                              f"{where} no option {key!r}; "
+                              f"{f'its options: {options}' if options else 'it has none'}. "
+                              f"Remove it or correct its name.")
     for f in dataclasses.fields(cls):
-        if f.name not in cfg:
+        if f.name not in cfg or "open" in f.metadata:
             continue
         option, value = prefix + f.name, cfg[f.name]
         if dataclasses.is_dataclass(f.default_factory):  # a section: check what it holds
