@@ -25,7 +25,7 @@ from lrnets.paper.cells import Cell
 from lrnets.paper.tables import TABLE1, cell_row
 from lrnets.run_folder import read_config
 from lrnets.training.run import build_network, train
-from lrnets.training.summary import summary_text
+from lrnets.training.summary import main as summary_main, summary_text
 from tests.conftest import REPO, compose_config
 
 BEFORE = "8e9f2a4"  # the last commit before the redesign
@@ -84,7 +84,7 @@ def test_an_old_run_feeds_the_tables(old_run):
     assert row.ours["test_error"] == (100 * test_error, None)
 
 
-def test_an_old_runs_config_names_this_versions_classes(old_run):
+def test_an_old_runs_config_names_this_versions_classes(old_run, capsys):
     """Its ``.hydra/config.yaml`` names ``lrnets.layers.LRLayers``; the summary and the figures
     read it through ``read_config``, which names the classes where they are now."""
     recorded = OmegaConf.load(old_run / ".hydra" / "config.yaml")
@@ -93,3 +93,5 @@ def test_an_old_runs_config_names_this_versions_classes(old_run):
     assert cfg.mode.layers._target_ == "lrnets.nn.layers.LRLayers"
     assert cfg.mode.layers.distribution._target_ == "lrnets.nn.distributions.BinaryWeights"
     assert "fc1" in summary_text(build_network(cfg, 1, 10, 4), torch.zeros(1, 1, 4, 4))
+    summary_main([str(old_run)])  # lrnets-summary RUN
+    assert "fc1" in capsys.readouterr().out

@@ -159,7 +159,8 @@ def summary_text(model: nn.Module, example: Tensor) -> str:
 
 
 def _config(target: list[str]) -> DictConfig:
-    """The config of a run folder (its ``.hydra/config.yaml``) or composed from overrides."""
+    """The config of a run folder (its ``.hydra/config.yaml``, checked when it ran, perhaps by an
+    earlier version's schema) or composed from overrides and checked."""
     if len(target) == 1 and "=" not in target[0]:
         folder = Path(target[0])
         if not folder.is_dir():
@@ -169,7 +170,9 @@ def _config(target: list[str]) -> DictConfig:
             raise ConfigError(f"RUN={folder} is not a run folder: it has no {CONFIG}. Give a "
                               f"run's folder or overrides such as dataset=mnist mode=ternary.")
         return read_config(folder)
-    return compose_config(target)
+    cfg = compose_config(target)
+    validate(cfg)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,7 +185,6 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         cfg = _config(args.target)
-        validate(cfg)
         dm = build_datamodule(cfg.dataset, batch_size=1, seed=cfg.seed)
         model = build_network(cfg, dm.in_channels, dm.num_classes, dm.image_size)
         example = torch.zeros(1, dm.in_channels, dm.image_size, dm.image_size)
