@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from lrnets.config import CONF_DIR, PRIMARY, compose_config
 from lrnets.errors import ConfigError, RunStopped
+from lrnets.run_folder import CONFIG
 from lrnets.training.faults import sigterm_raises, signal_number
 from lrnets.training.resume import resume_hint
 from lrnets.training.run import train
@@ -55,7 +56,7 @@ def run(cfg: DictConfig) -> None:
 def remove_if_nothing_written(folder: Path) -> None:
     """A rejected command leaves no run folder behind: remove ``folder`` when it holds nothing
     but what Hydra writes at the start (``.hydra/``) and empty folders."""
-    if folder.is_dir() and all(p.is_dir() or p.relative_to(folder).parts[0] == ".hydra"
+    if folder.is_dir() and all(p.is_dir() or p.relative_to(folder).parts[0] == CONFIG.parent.name
                                for p in folder.rglob("*")):
         shutil.rmtree(folder)
 

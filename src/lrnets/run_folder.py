@@ -12,7 +12,7 @@
                                        overrides.yaml beside it
 
 Everything else refers to these names; nothing else spells them. The results record is the
-``Results`` typed dict: ``write_results`` refuses a key it does not declare, and the error
+``Results`` typed dict: ``write_results`` warns of a key it does not declare (and writes it), and the error
 figures are named by ``figure_key`` alone (``error_figures`` writes them,
 ``most_probable_error`` and ``samples_error`` read them).
 """
@@ -105,6 +105,13 @@ def score_key(split: Split, recalibrated: bool) -> str:
     return f"{split}_acc" + ("_recalibrated" if recalibrated else "")
 
 
+def selection_key(score: str, statistic: Literal["mean", "std"] | None = None) -> str:
+    """The name of an accuracy in a selection summary (``Selection.summary``): the most probable
+    network's ``score`` (a ``score_key``), ``most_probable_val_acc``, or with ``statistic`` that
+    of the sampled networks, ``samples_test_acc_recalibrated_mean``."""
+    return f"{MOST_PROBABLE}_{score}" if statistic is None else f"samples_{score}_{statistic}"
+
+
 def figure_key(candidates: Literal["most_probable", "samples"], split: Split, recalibrated: bool,
                statistic: Literal["mean", "std"] | None = None) -> str:
     """The name of an error figure: ``most_probable_test_error_recalibrated``,
@@ -123,15 +130,15 @@ def error_figures(selection: dict) -> Results:
     for split in ("val", "test"):
         for recalibrated in (False, True):
             acc = score_key(split, recalibrated)
-            if selection.get(f"{MOST_PROBABLE}_{acc}") is None:
+            if selection.get(selection_key(acc)) is None:
                 continue
             figures[figure_key(MOST_PROBABLE, split, recalibrated)] = \
-                1 - selection[f"{MOST_PROBABLE}_{acc}"]
-            if selection[f"samples_{acc}_mean"] is not None:
+                1 - selection[selection_key(acc)]
+            if selection[selection_key(acc, "mean")] is not None:
                 figures[figure_key("samples", split, recalibrated, "mean")] = \
-                    1 - selection[f"samples_{acc}_mean"]
+                    1 - selection[selection_key(acc, "mean")]
                 figures[figure_key("samples", split, recalibrated, "std")] = \
-                    selection[f"samples_{acc}_std"]
+                    selection[selection_key(acc, "std")]
     return figures
 
 

@@ -11,7 +11,8 @@ networks of Roth et al. are the same architectures with ``lrnets.models.sign.Sig
 Every weight layer sits at the same position of ``body`` whatever the blocks, so a ReLU
 network's state initialises any other (``lrnets.training.initialization``).
 
-Adding an architecture is one function here and one entry in ``ARCHITECTURES``.
+Adding an architecture is one function here with its entry in ``ARCHITECTURES``, and its
+config ``conf/arch/<name>.yaml``.
 """
 from __future__ import annotations
 

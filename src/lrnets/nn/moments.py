@@ -1,5 +1,5 @@
 """Gaussian moment formulas for the probabilistic forward pass of sign networks (Roth et al.,
-ECML PKDD 2019; see section 2 of docs/method-notes.md).
+ECML PKDD 2019).
 
 A random activation is carried as a ``Gaussian(mean, var)`` pair of tensors. The functions here
 are the closed forms the layers of ``lrnets.nn.sign_layers`` use:

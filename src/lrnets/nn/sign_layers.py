@@ -1,5 +1,5 @@
 """Layers of sign networks trained by probabilistic forward propagation (Roth et al., ECML PKDD
-2019; section 2 of docs/method-notes.md).
+2019).
 
 In training every layer takes and returns either a tensor or a ``Gaussian(mean, var)`` pair
 (``lrnets.nn.moments``): a discrete layer turns its input into the Gaussian moments of its
@@ -8,7 +8,7 @@ returns a relaxed (Gumbel-softmax) sample of its +-1 output, so the next layer s
 again, or, with ``propagation="moments"``, the mean and variance of that output.
 
 Outside training the layers are an ordinary discrete network: the discrete layers apply fixed
-weights (a sample or the mode, set by ``lrnets.training.evaluation``) or else their most probable
+weights (a sample or the most probable ones, set by ``lrnets.training.evaluation``) or else their most probable
 weights, batch norm uses its running statistics and the sign is hard (sign(0) = +1), so every
 hidden activation is exactly -1 or +1. ``fold_thresholds`` rewrites each batch norm followed by
 a sign into one per-channel threshold.

@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from lrnets.nn.layers import DiscreteConv2d
-from lrnets.run_folder import MOST_PROBABLE, score_key
+from lrnets.run_folder import score_key, selection_key
 from lrnets.training.distributed import rank_shard
 from lrnets.training.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights, fixed_weights,
                                recalibrate_batch_norm, select_discrete_network)
@@ -131,8 +131,8 @@ class SampledEvaluation(pl.Callback):
         summary = select_discrete_network(module.model, data, **self.kwargs).summary()
         key = score_key("val", self.kwargs["recalibrate_bn"])
         module.log("val/acc_sampled_best", summary["chosen"]["val_acc"])
-        most_probable = summary[f"{MOST_PROBABLE}_{key}"]
-        module.log("val/acc_sampled_mean", summary[f"samples_{key}_mean"] or most_probable)
+        most_probable = summary[selection_key(key)]
+        module.log("val/acc_sampled_mean", summary[selection_key(key, "mean")] or most_probable)
         module.log("val/acc_most_probable", most_probable)
 
 

@@ -1,6 +1,6 @@
 """Evaluating discrete networks drawn from the trained distributions (sec. 4.4).
 
-The trained distributions are sampled ``num_samples`` times, plus the most probable (mode)
+The trained distributions are sampled ``num_samples`` times, plus the most probable
 weights; each candidate is scored on the validation split held out from the training set, the
 best one is kept and its test accuracy is reported. Optionally the batch-norm statistics are
 re-estimated on each sampled network (the reference code keeps the statistics collected on
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lrnets.nn.layers import DiscreteLayer
-from lrnets.run_folder import MOST_PROBABLE, score_key
+from lrnets.run_folder import MOST_PROBABLE, score_key, selection_key
 
 Reduce = Callable[[Tensor], Tensor]
 
@@ -170,9 +170,9 @@ class Selection:
         most_probable = next(c for c in self.candidates if c["name"] == MOST_PROBABLE)
         for key in [k for k in most_probable if k != "name"]:
             values = [c[key] for c in samples]
-            out[f"{MOST_PROBABLE}_{key}"] = most_probable[key]
-            out[f"samples_{key}_mean"] = statistics.fmean(values) if values else None
-            out[f"samples_{key}_std"] = statistics.pstdev(values) if values else None
+            out[selection_key(key)] = most_probable[key]
+            out[selection_key(key, "mean")] = statistics.fmean(values) if values else None
+            out[selection_key(key, "std")] = statistics.pstdev(values) if values else None
         return out
 
 
