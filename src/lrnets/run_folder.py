@@ -12,8 +12,8 @@
                                        overrides.yaml beside it
 
 Everything else refers to these names; nothing else spells them. The results record is the
-``Results`` typed dict: ``write_results`` warns of a key it does not declare (and writes it), and the error
-figures are named by ``figure_key`` alone (``error_figures`` writes them,
+``Results`` typed dict: ``write_results`` warns of a key it does not declare (and writes it),
+and the error figures are named by ``figure_key`` alone (``error_figures`` writes them,
 ``most_probable_error`` and ``samples_error`` read them).
 """
 from __future__ import annotations
