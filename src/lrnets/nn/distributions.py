@@ -23,7 +23,8 @@ class WeightDistribution(nn.Module, metaclass=ABCMeta):
     """Independent distribution over ``values`` for every entry of a weight tensor.
 
     Subclasses define ``probs`` (shape ``(*shape, K)``, one probability per value) and
-    ``init_from_weights``; mean, variance, entropy, sampling and the most probable values follow from them.
+    ``init_from_weights``; mean, variance, entropy, sampling and the most probable values follow
+    from them.
     Subclasses may override ``mean`` / ``variance`` with cheaper closed forms.
     """
 

@@ -1,8 +1,8 @@
 """Training methods that draw a sample of the weights instead of the LRT Gaussian.
 
 With one of these as its method, a ``DiscreteConv2d`` / ``DiscreteLinear`` (the same weight
-distributions, eq. 6-8 initialisation, sampled and most probable networks of sec. 4.4) draws one weight
-tensor per batch and applies it, where the LR-nets sample the pre-activation (Algorithm 1).
+distributions, eq. 6-8 initialisation, sampled and most probable networks of sec. 4.4) draws one
+weight tensor per batch and applies it, where the LR-nets sample the pre-activation (Algorithm 1).
 They are the baselines the paper sets the local reparameterization trick against:
 
 - ``GumbelSoftmaxSample``: the relaxed one-hot sample softmax((log p + g) / tau), g ~ Gumbel(0, 1)

@@ -8,10 +8,10 @@ returns a relaxed (Gumbel-softmax) sample of its +-1 output, so the next layer s
 again, or, with ``propagation="moments"``, the mean and variance of that output.
 
 Outside training the layers are an ordinary discrete network: the discrete layers apply fixed
-weights (a sample or the most probable ones, set by ``lrnets.training.evaluation``) or else their most probable
-weights, batch norm uses its running statistics and the sign is hard (sign(0) = +1), so every
-hidden activation is exactly -1 or +1. ``fold_thresholds`` rewrites each batch norm followed by
-a sign into one per-channel threshold.
+weights (a sample or the most probable ones, set by ``lrnets.training.evaluation``) or else their
+most probable weights, batch norm uses its running statistics and the sign is hard
+(sign(0) = +1), so every hidden activation is exactly -1 or +1. ``fold_thresholds`` rewrites
+each batch norm followed by a sign into one per-channel threshold.
 """
 from __future__ import annotations
 
