@@ -1,17 +1,15 @@
 """Run folders written before the redesign (issue 16) still resume, export and feed the tables.
 
-The folder is made by the code at commit 8e9f2a4 (taken from this repository's history with
-``git archive``, so no checkpoint is committed) with ``python train.py dataset=synthetic
-debug=fast init=random mode=binary dataset.image_size=4 dataset.num_train=64 dataset.num_test=32
-dataset.val_size=16 train.batch_size=16``: a binary LeNet at 4 x 4 pixels, the smallest there
-is. Its ``.hydra/config.yaml`` names the classes by their paths of that time.
+``fixtures/run_before_redesign.tar.xz`` (0.9 MB) is the run folder the code at commit 8e9f2a4,
+the last before the redesign, wrote for ``python train.py dataset=synthetic debug=fast
+init=random mode=binary dataset.image_size=4 dataset.num_train=64 dataset.num_test=32
+dataset.val_size=16 train.batch_size=16 trainer.accelerator=cpu``: a binary LeNet at 4 x 4
+pixels, the smallest there is, kept as written (its TensorBoard event files aside) so the test
+does not depend on that code still running. Its ``.hydra/config.yaml`` names the classes by
+their paths of that time. To make it again: ``git archive 8e9f2a4 src conf train.py``, run that
+command there with ``PYTHONPATH=src``, and tar the run folder's contents.
 """
-import io
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -26,36 +24,17 @@ from lrnets.paper.tables import TABLE1, cell_row
 from lrnets.run_folder import read_config
 from lrnets.training.run import build_network, train
 from lrnets.training.summary import main as summary_main, summary_text
-from tests.conftest import REPO, compose_config
+from tests.conftest import compose_config
 
-BEFORE = "8e9f2a4"  # the last commit before the redesign
-OVERRIDES = ["dataset=synthetic", "debug=fast", "init=random", "mode=binary",
-             "dataset.image_size=4", "dataset.num_train=64", "dataset.num_test=32",
-             "dataset.val_size=16", "train.batch_size=16"]
-
-
-@pytest.fixture(scope="module")
-def made_before(tmp_path_factory) -> Path:
-    """The run folder the code at ``BEFORE`` writes."""
-    tmp = tmp_path_factory.mktemp("before")
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", BEFORE, "src", "conf",
-                              "train.py"], capture_output=True)
-    assert archive.returncode == 0, (f"commit {BEFORE} is needed from the history "
-                                     f"(a full clone): {archive.stderr.decode()}")
-    tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(tmp / "code", filter="data")
-    run = tmp / "run"
-    env = {**os.environ, "PYTHONPATH": str(tmp / "code" / "src")}
-    proc = subprocess.run([sys.executable, "train.py", *OVERRIDES, "trainer.accelerator=cpu",
-                           f"hydra.run.dir={run}"], cwd=tmp / "code", env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run
+FIXTURE = Path(__file__).parent / "fixtures" / "run_before_redesign.tar.xz"
 
 
 @pytest.fixture
-def old_run(made_before, tmp_path) -> Path:
+def old_run(tmp_path) -> Path:
+    """A fresh copy of the old run folder, laid out as a table's cell (``<cell>/seed0``)."""
     folder = tmp_path / "synthetic_binary" / "seed0"
-    shutil.copytree(made_before, folder)
+    with tarfile.open(FIXTURE) as archive:
+        archive.extractall(folder, filter="data")
     return folder
 
 
