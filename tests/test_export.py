@@ -14,12 +14,13 @@ from torch import nn
 
 from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError
-from lrnets.export.bitpacking import bits_for, pack, unpack
+from lrnets.export.bitpacking import pack, unpack
 from lrnets.export.integer_inference import levels_of
-from lrnets.export.runner import DiscreteConv2d, DiscreteLinear, evaluate_export, load_export
+from lrnets.export.runner import ExportedConv2d, ExportedLinear, evaluate_export, load_export
 from lrnets.export.runner import main as eval_main
 from lrnets.export.writer import export
 from lrnets.export.writer import main as export_main
+from lrnets.nn.distributions import bits_for
 from lrnets.nn.quantized_layers import quantized_layers
 from lrnets.nn.sign_layers import ThresholdSign
 from lrnets.training.evaluation import fixed_weights
@@ -83,7 +84,7 @@ def test_export_runs_the_chosen_network_with_discrete_weights(ternary_run, smoke
         "running" in e["name"] for e in manifest["tensors"])
 
     model, _ = load_export(tmp_path / "export")
-    discrete = [m for m in model.modules() if isinstance(m, (DiscreteConv2d, DiscreteLinear))]
+    discrete = [m for m in model.modules() if isinstance(m, (ExportedConv2d, ExportedLinear))]
     allowed = {-1.0, 1.0} if bits == 1 else {-1.0, 0.0, 1.0}
     assert discrete and all(set(m.weight().unique().tolist()) <= allowed for m in discrete)
     dm = build_datamodule(cfg.dataset, batch_size=128, seed=0)

@@ -67,7 +67,7 @@ LAYERS = {
     "nn": {"nn", "top"},  # and torch: no architecture, run or file format
     "models": {"models", "nn", "top"},
     "data": {"data", "top"},
-    "training": {"training", "models", "nn", "data", "top", "export.bitpacking"},  # summary's bit widths
+    "training": {"training", "models", "nn", "data", "top"},
     "export": {"export", "training", "models", "nn", "data", "top"},
     "paper": {"paper", "export", "training", "models", "nn", "data", "top"},
     "top": {"top"},

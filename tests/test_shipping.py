@@ -10,7 +10,7 @@ import torch
 
 import lrnets
 from lrnets.errors import ConfigError
-from lrnets.export.runner import DiscreteConv2d, DiscreteLinear, evaluate_export
+from lrnets.export.runner import ExportedConv2d, ExportedLinear, evaluate_export
 from lrnets.paper.cells import Cell
 from lrnets.paper.shipping import EPOCHS, EXPORT, SHIPPED, ship_run, shipped_cells
 from lrnets.paper.tables import TABLE1, build_rows, ship_table
@@ -56,7 +56,7 @@ def test_the_shipped_export_alone_reproduces_the_run(shipped):
 
 def test_pretrained_gives_a_module_with_ternary_weights(shipped):
     model = lrnets.pretrained("synthetic_ternary", root=shipped)
-    layers = [m for m in model.modules() if isinstance(m, (DiscreteConv2d, DiscreteLinear))]
+    layers = [m for m in model.modules() if isinstance(m, (ExportedConv2d, ExportedLinear))]
     assert isinstance(model, torch.nn.Module) and not model.training and layers
     for layer in layers:
         assert set(layer.weight().unique().tolist()) <= {-1.0, 0.0, 1.0}

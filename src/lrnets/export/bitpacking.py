@@ -1,18 +1,12 @@
 """Discrete weights packed at the bits their value set needs: each weight is stored as its
-index into the values (``codes``), in ``bits_for(len(values))`` bits, the bits of consecutive
-weights back to back (least significant first). A binary weight takes 1 bit, a ternary one 2.
+index into the values (``codes``), in ``lrnets.nn.distributions.bits_for(len(values))`` bits,
+the bits of consecutive weights back to back (least significant first). A binary weight takes
+1 bit, a ternary one 2.
 NumPy only, so that the torch-free runner (``lrnets.export.integer_inference``) reads exports too.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
-
-
-def bits_for(num_values: int) -> int:
-    """Bits per weight for a value set of ``num_values`` values (at least 1)."""
-    return max(1, math.ceil(math.log2(num_values)))
 
 
 def pack(codes: np.ndarray, bits: int) -> bytes:

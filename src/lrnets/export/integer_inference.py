@@ -82,7 +82,7 @@ def describe(model) -> Graph:
     """The graph of an inference network of ``lrnets.export.runner`` (``load_export``, ``fold``)."""
     from torch import nn
 
-    from lrnets.export.runner import DiscreteConv2d, DiscreteLinear, ScaleShift
+    from lrnets.export.runner import ExportedConv2d, ExportedLinear, ScaleShift
     from lrnets.models.architectures import BasicBlock
     from lrnets.models.sign import SignNetwork
     from lrnets.nn.sign_layers import ThresholdSign
@@ -92,12 +92,12 @@ def describe(model) -> Graph:
             return [op for name, child in module.named_children()
                     for op in ops(child, f"{prefix}{name}.")]
         tensor = prefix[:-1]
-        layer = {"tensor": tensor, "discrete": isinstance(module, (DiscreteConv2d, DiscreteLinear)),
+        layer = {"tensor": tensor, "discrete": isinstance(module, (ExportedConv2d, ExportedLinear)),
                  "scaled": getattr(module, "scale", None) is not None}
-        if isinstance(module, (DiscreteConv2d, nn.Conv2d)):
+        if isinstance(module, (ExportedConv2d, nn.Conv2d)):
             return [{"op": "conv", **layer, "stride": _single(module.stride),
                      "padding": _single(module.padding)}]
-        if isinstance(module, (DiscreteLinear, nn.Linear)):
+        if isinstance(module, (ExportedLinear, nn.Linear)):
             bias = getattr(module, "bias", None)
             return [{"op": "linear", **layer,
                      "bias": f"{tensor}.bias" if bias is not None else None}]

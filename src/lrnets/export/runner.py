@@ -41,7 +41,7 @@ from lrnets.training.evaluation import predictions
 ONNX, QONNX = "network.onnx", "network.qonnx.onnx"
 
 
-class _DiscreteWeights(nn.Module):
+class _ExportedWeights(nn.Module):
     """A weight tensor stored as ``codes`` (uint8 indices) into ``values`` and, where ``scaled``
     (the straight-through baselines BWN and TWN), times one ``scale`` per output channel."""
 
@@ -60,7 +60,7 @@ def scaled_weight(weight: Tensor, scale: Tensor | None) -> Tensor:
     return weight if scale is None else scale.view(-1, *[1] * (weight.dim() - 1)) * weight
 
 
-class DiscreteConv2d(_DiscreteWeights):
+class ExportedConv2d(_ExportedWeights):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
                  padding: int, num_values: int, scaled: bool = False):
         super().__init__((out_channels, in_channels, kernel_size, kernel_size), num_values,
@@ -71,7 +71,7 @@ class DiscreteConv2d(_DiscreteWeights):
         return F.conv2d(x, self.weight(), None, self.stride, self.padding)
 
 
-class DiscreteLinear(_DiscreteWeights):
+class ExportedLinear(_ExportedWeights):
     def __init__(self, in_features: int, out_features: int, num_values: int,
                  scaled: bool = False):
         super().__init__((out_features, in_features), num_values, scaled)
@@ -81,7 +81,7 @@ class DiscreteLinear(_DiscreteWeights):
         return F.linear(x, self.weight())
 
 
-class DiscreteLayers:
+class ExportedLayers:
     """The layer family (``lrnets.models.architectures.LayerFamily``) of exported discrete layers."""
 
     def __init__(self, num_values: int, scaled: bool = False):
@@ -89,11 +89,11 @@ class DiscreteLayers:
 
     def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
              padding: int = 0) -> nn.Module:
-        return DiscreteConv2d(in_channels, out_channels, kernel_size, stride, padding,
+        return ExportedConv2d(in_channels, out_channels, kernel_size, stride, padding,
                               self.num_values, self.scaled)
 
     def linear(self, in_features: int, out_features: int) -> nn.Module:
-        return DiscreteLinear(in_features, out_features, self.num_values, self.scaled)
+        return ExportedLinear(in_features, out_features, self.num_values, self.scaled)
 
 
 class ScaleShift(nn.Module):
@@ -138,7 +138,7 @@ def network_for(architecture: dict) -> nn.Module:
     """The architecture an export's manifest describes, with its batch norms still in place: the
     paper's ReLU blocks, or Roth et al.'s sign blocks (``activation: sign``, exports from this
     version on)."""
-    layers = DiscreteLayers(len(architecture["values"]), architecture.get("scaled", False))
+    layers = ExportedLayers(len(architecture["values"]), architecture.get("scaled", False))
     build = ARCHITECTURES[architecture["arch"]]
     shape = (architecture["in_channels"], architecture["num_classes"], architecture["image_size"])
     if architecture.get("activation", "relu") == "sign":

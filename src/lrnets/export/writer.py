@@ -30,10 +30,11 @@ import torch
 from torch import Tensor, nn
 
 from lrnets.errors import ConfigError
-from lrnets.export.bitpacking import bits_for, pack
+from lrnets.export.bitpacking import pack
 from lrnets.export.integer_inference import MANIFEST, WEIGHTS, describe
-from lrnets.export.runner import (ONNX, QONNX, DiscreteConv2d, DiscreteLinear, fold, load_export,
+from lrnets.export.runner import (ONNX, QONNX, ExportedConv2d, ExportedLinear, fold, load_export,
                               network_for, predictions_digest, scaled_weight)
+from lrnets.nn.distributions import bits_for
 from lrnets.training.discrete_checkpoint import read_discrete_network
 from lrnets.training.evaluation import batch_norms
 
@@ -154,7 +155,7 @@ def _packed_for_onnx(model: nn.Module, bits: int) -> nn.Module:
     if 8 % bits:
         return model
     for layer in model.modules():
-        if isinstance(layer, (DiscreteConv2d, DiscreteLinear)):
+        if isinstance(layer, (ExportedConv2d, ExportedLinear)):
             layer.add_module("packed", PackedCodes(layer.codes, layer.values, bits, layer.scale))
             del layer._buffers["codes"], layer._buffers["values"], layer._buffers["scale"]
             object.__setattr__(layer, "weight", layer.packed)  # before the class's weight()

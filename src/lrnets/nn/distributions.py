@@ -10,6 +10,7 @@ Adding a weight set means adding one subclass here; layers take the class, not a
 """
 from __future__ import annotations
 
+import math
 from abc import ABCMeta, abstractmethod
 from typing import Sequence
 
@@ -17,6 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from lrnets.errors import ConfigError
+
+
+def bits_for(num_values: int) -> int:
+    """Bits that store one weight of a value set of ``num_values`` values (at least 1): 1 for
+    binary, 2 for ternary weights; the summary counts and the export packs them."""
+    return max(1, math.ceil(math.log2(num_values)))
 
 
 class WeightDistribution(nn.Module, metaclass=ABCMeta):

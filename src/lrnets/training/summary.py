@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from lrnets.config import compose_config
 from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError
-from lrnets.export.bitpacking import bits_for
+from lrnets.nn.distributions import bits_for
 from lrnets.nn.layers import DiscreteConv2d, DiscreteLayer
 from lrnets.nn.quantized_layers import QuantizedLayer
 from lrnets.run_folder import CONFIG, read_config
