@@ -112,6 +112,33 @@ def test_a_data_set_is_read_by_the_reader_its_config_names(tmp_path):
     assert build_datamodule(earlier, batch_size=8, seed=0).num_classes == 10
 
 
+def two_layer_mlp(blocks, in_channels, num_classes, image_size, dropout):
+    """An architecture of this test, written over its blocks as lrnets' own are."""
+    body = nn.Sequential(blocks.flatten(),
+                         *blocks.fc(in_channels * image_size ** 2, 16, dropout, first=True))
+    return blocks.network(body, 16, num_classes)
+
+
+@pytest.mark.parametrize("mode,activation", [("ternary", "relu"), ("full_precision", "relu"),
+                                             ("binary", "sign")])
+def test_an_architecture_is_the_function_its_config_names(tmp_path, mode, activation):
+    """arch.builder: a dotted path, so a new architecture is its function and its config, built
+    by every mode and activation; a path that does not import is one paragraph naming it;
+    configs of earlier versions (no builder) build their architecture by its name."""
+    cfg = compose_config(tmp_path, f"mode={mode}", f"activation={activation}", "arch.name=tiny",
+                         "arch.builder=tests.test_configs.two_layer_mlp")
+    model = build_network(cfg, 1, 10, 8)
+    assert body_weight_count(model) == 64 * 16
+    assert model(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+    cfg.arch.builder = "lrnets.models.architectures.no_such_net"
+    with pytest.raises(ConfigError, match=r"arch\.builder='lrnets\.models\.architectures\."
+                                          r"no_such_net' cannot be imported"):
+        build_network(cfg, 1, 10, 8)
+    earlier = compose_config(tmp_path, f"mode={mode}", f"activation={activation}", "arch=mlp")
+    del earlier.arch.builder, earlier.activation.blocks
+    assert body_weight_count(build_network(earlier, 1, 10, 8)) == 64 * 1200 + 1200 * 1200
+
+
 def test_a_weights_choice_recorded_by_an_earlier_version_reads_as_this_versions():
     """Earlier versions spliced weights= into the layers in code and recorded the distribution
     as weights.distribution.* beside the mode's own; this version composes it into

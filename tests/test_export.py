@@ -305,7 +305,7 @@ def test_export_and_eval_refuse_wrong_inputs_in_one_paragraph(ternary_run, smoke
         (eval_main, [str(_damaged(good, tmp_path, "empty_json", manifest_json=b"{}"))]),
         (eval_main, [str(_damaged(good, tmp_path, "cut", weights_bin=weights[:100]))]),
         (eval_main, [str(_damaged(good, tmp_path, "other_arch",
-                                  manifest_json=manifest.replace(b'"lenet"', b'"mlp"')))]),
+                                  manifest_json=manifest.replace(b'lenet', b'mlp')))]),
         (eval_main, [str(good), "--batch-size", "0"]),
         (eval_main, [str(good), "--onnx"]),  # exported without network.onnx
         (eval_main, [str(bad_onnx), "--onnx"]),

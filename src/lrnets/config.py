@@ -10,9 +10,12 @@ import re
 from contextlib import nullcontext
 from pathlib import Path
 
+from typing import Callable
+
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from lrnets.decisive import MOVED
@@ -64,6 +67,17 @@ def _allowed(message: str, overrides: list[str] | tuple[str, ...]) -> str:
         if isinstance(node, DictConfig):
             return f"{text} {parent} has no option {key}; its options: {', '.join(node)}"
     return text
+
+
+def code_at(option: str, path: str, example: str) -> Callable:
+    """The function a config names by its dotted ``path`` as ``option`` (``dataset.reader``,
+    ``arch.builder``, ``activation.blocks``), so that code is chosen by data, not by a name
+    switched on; ``ConfigError`` naming the option and ``example`` when it does not import."""
+    try:
+        return get_method(path)
+    except Exception as err:  # Hydra's ImportError / ValueError variants
+        raise ConfigError(f"{option}={path!r} cannot be imported ({str(err).splitlines()[0]}): "
+                          f"give the dotted path of a function, such as {example}.") from None
 
 
 def group_choices(group: str) -> list[str]:

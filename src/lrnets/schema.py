@@ -122,8 +122,15 @@ class Regularizer:  # on the weight distributions' logits and probabilities
 
 
 @dataclass
+class Arch:
+    name: str = MISSING
+    builder: str = MISSING  # the dotted path of the function that writes it over its blocks
+
+
+@dataclass
 class Activation:  # the sign activation's options (activation=sign)
     name: str = MISSING
+    blocks: str = MISSING  # the dotted path of the function that makes the blocks
     propagation: str = _one_of("relaxed", "moments")
     temperature: float = _positive("use a positive temperature")
     bn_reestimation_batches: int = _at_least(0, "use 0 (keep the running average) or a number "
@@ -170,9 +177,9 @@ class Config:
     mode: Mode = _section(Mode)
     regularizer: Regularizer = _section(Regularizer)
     activation: Activation = _section(Activation)
+    arch: Arch = _section(Arch)
     init: Init = _section(Init)
     eval: Eval = _section(Eval)
-    arch: Any = open_section("the architecture (lrnets.models.architectures)")
     weights: Any = open_section("the weight grid, read through mode.layers.distribution")
     paths: Any = open_section("Hydra and the run folder")
     trainer: Any = open_section("pytorch_lightning.Trainer")

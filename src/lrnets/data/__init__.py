@@ -1,9 +1,9 @@
 """Data sets as Lightning data modules; ``build_datamodule(cfg.dataset, ...)`` is the entry."""
 from __future__ import annotations
 
-from hydra.utils import get_method
 from omegaconf import DictConfig
 
+from lrnets.config import code_at
 from lrnets.data.files import DataError
 
 # The readers of data sets whose config names none: those of runs, discrete.pt files and exports
@@ -19,12 +19,7 @@ def build_datamodule(cfg: DictConfig, batch_size: int, seed: int, num_workers: i
     if path is None:
         raise DataError(f"dataset.name={cfg.name!r} names no reader: give dataset.reader, the "
                         f"dotted path of a reader function (see lrnets.data.readers).")
-    try:
-        reader = get_method(path)
-    except Exception as err:  # Hydra's ImportError / ValueError variants
-        raise DataError(f"dataset.reader={path!r} cannot be imported ({str(err).splitlines()[0]}): "
-                        f"give the dotted path of a reader function, such as "
-                        f"lrnets.data.readers.mnist.") from None
+    reader = code_at("dataset.reader", path, "lrnets.data.readers.mnist")
     return reader(cfg, batch_size=batch_size, seed=seed, num_workers=num_workers)
 
 

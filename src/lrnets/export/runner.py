@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError, reason
 from lrnets.export.integer_inference import MANIFEST, WEIGHTS, read_tensors
-from lrnets.models.architectures import ARCHITECTURES, ReLUBlocks
+from lrnets.models.architectures import ReLUBlocks, architecture_builder
 from lrnets.models.sign import SignBlocks
 from lrnets.nn.layers import FullPrecisionLayers
 from lrnets.nn.sign_layers import Sign, fold_thresholds
@@ -139,7 +139,8 @@ def network_for(architecture: dict) -> nn.Module:
     paper's ReLU blocks, or Roth et al.'s sign blocks (``activation: sign``, exports from this
     version on)."""
     layers = ExportedLayers(len(architecture["values"]), architecture.get("scaled", False))
-    build = ARCHITECTURES[architecture["arch"]]
+    build = architecture_builder({"name": architecture["arch"],
+                                  "builder": architecture.get("builder")})
     shape = (architecture["in_channels"], architecture["num_classes"], architecture["image_size"])
     if architecture.get("activation", "relu") == "sign":
         return build(SignBlocks(layers, layers, Sign), *shape, dropout=0.0)

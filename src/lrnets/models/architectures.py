@@ -11,14 +11,18 @@ networks of Roth et al. are the same architectures with ``lrnets.models.sign.Sig
 Every weight layer sits at the same position of ``body`` whatever the blocks, so a ReLU
 network's state initialises any other (``lrnets.training.initialization``).
 
-Adding an architecture is one function here with its entry in ``ARCHITECTURES``, and its
-config ``conf/arch/<name>.yaml``.
+A config names the code it builds by dotted paths, not by names switched on: ``arch.builder``
+the architecture's function, ``activation.blocks`` the function that makes its blocks
+(``relu_blocks``, ``lrnets.models.sign.sign_blocks``); ``network`` puts them together. Adding
+an architecture is its function (here or in any module) and its config ``conf/arch/<name>.yaml``.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 from torch import Tensor, nn
+
+from lrnets.config import code_at
 
 
 class LayerFamily(Protocol):
@@ -178,6 +182,31 @@ def configure_batch_norm(model: nn.Module, momentum: float, eps: float) -> None:
             bn.momentum, bn.eps = momentum, eps
 
 
+def relu_blocks(first: LayerFamily, layers: LayerFamily, activation: Mapping) -> ReLUBlocks:
+    """``activation=relu``'s blocks (it has no options)."""
+    return ReLUBlocks(first, layers)
+
+
 Architecture = Callable[[Blocks, int, int, int, float], nn.Module]
-ARCHITECTURES: dict[str, Architecture] = {"lenet": lenet, "vgg": vgg, "mlp": mlp,
-                                          "resnet18": resnet18}
+
+# The code of the choices that configs and discrete networks written before ``arch.builder``
+# and ``activation.blocks`` existed named by their names only.
+EARLIER_BUILDERS = {name: f"{__name__}.{name}" for name in ("lenet", "vgg", "mlp", "resnet18")}
+EARLIER_BLOCKS = {"relu": f"{__name__}.relu_blocks", "sign": "lrnets.models.sign.sign_blocks"}
+
+
+def architecture_builder(arch: Mapping) -> Architecture:
+    """The function that writes the architecture ``arch`` (a config's ``arch`` node, or a
+    discrete network's record of it) over its blocks: the one ``arch.builder`` names."""
+    path = arch.get("builder") or EARLIER_BUILDERS.get(arch["name"], arch["name"])
+    return code_at("arch.builder", path, f"{__name__}.lenet")
+
+
+def network(arch: Mapping, activation: Mapping, first: LayerFamily, layers: LayerFamily,
+            in_channels: int, num_classes: int, image_size: int, dropout: float) -> nn.Module:
+    """The architecture ``arch`` made of the blocks ``activation.blocks`` makes from the layer
+    families ``first`` (the first weight layer) and ``layers`` (every other one)."""
+    path = activation.get("blocks") or EARLIER_BLOCKS.get(activation["name"], activation["name"])
+    make_blocks = code_at("activation.blocks", path, f"{__name__}.relu_blocks")
+    blocks = make_blocks(first, layers, activation)
+    return architecture_builder(arch)(blocks, in_channels, num_classes, image_size, dropout)

@@ -12,13 +12,13 @@ and, in training, a Gaussian sample of its pre-activation fed to the softmax.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from lrnets.errors import ConfigError
-from lrnets.models.architectures import ARCHITECTURES, LayerFamily
+from lrnets.models.architectures import LayerFamily
 from lrnets.nn.layers import DiscreteLayers, DiscreteLinear, LRLayers
 from lrnets.nn.moments import Gaussian
 from lrnets.nn.sign_layers import (GaussianMaxPool2d, MomentBatchNorm1d, MomentBatchNorm2d,
@@ -67,25 +67,23 @@ class SignBlocks:
         return MomentFlatten()
 
     def residual(self, cin: int, cout: int, stride: int) -> nn.Module:
-        raise ConfigError(f"arch='resnet18' has no sign-activation version (its residual sums are "
-                          f"not propagated as moments): with activation=sign choose one of "
-                          f"{sorted(set(ARCHITECTURES) - {'resnet18'})}.")
+        raise ConfigError("arch='resnet18' has no sign-activation version (its residual sums are "
+                          "not propagated as moments): with activation=sign choose an "
+                          "architecture without residual blocks, such as lenet, vgg or mlp.")
 
     def network(self, body: nn.Module, features: int, num_classes: int) -> SignNetwork:
         return SignNetwork(body, self.layers.linear(features, num_classes))
 
 
-def build_sign_network(arch: str, first: LayerFamily, layers: LayerFamily, in_channels: int,
-                       num_classes: int, image_size: int, dropout: float, propagation: str,
-                       temperature: float) -> SignNetwork:
-    """The sign network ``arch`` whose layers draw their weights as the LR-net families
-    ``first`` (first layer) and ``layers`` do; raises ``ConfigError`` for what it cannot build."""
+def sign_blocks(first: LayerFamily, layers: LayerFamily, activation: Mapping) -> SignBlocks:
+    """``activation=sign``'s blocks, whose layers draw their weights as the LR-net families
+    ``first`` (first layer) and ``layers`` do and propagate moments; ``activation`` gives the
+    sign's ``propagation`` and ``temperature``. Raises ``ConfigError`` for other families."""
     if not (isinstance(first, LRLayers) and isinstance(layers, LRLayers)):
         raise ConfigError(
             "activation=sign trains weight distributions by probabilistic forward propagation, "
             "so every layer must be an LR-net layer: use mode=ternary or mode=binary (optionally "
             "with weights=...) and mode.first_layer=discrete (a real-valued layer followed by a "
             "sign gets no gradient).")
-    sign = partial(Sign, propagation, temperature)
-    blocks = SignBlocks(moment_layers(first), moment_layers(layers), sign)
-    return ARCHITECTURES[arch](blocks, in_channels, num_classes, image_size, dropout)
+    sign = partial(Sign, activation["propagation"], activation["temperature"])
+    return SignBlocks(moment_layers(first), moment_layers(layers), sign)

@@ -66,7 +66,8 @@ def discrete_meta(cfg: DictConfig, dm: pl.LightningDataModule, chosen: dict,
     test data without the run's folder, and the chosen network's predicted class for every test
     example, which an export must reproduce (``lrnets.export.writer``)."""
     return {
-        "dataset": cfg.dataset.name, "arch": cfg.arch.name, "mode": cfg.mode.name, "seed": cfg.seed,
+        "dataset": cfg.dataset.name, "arch": cfg.arch.name, "builder": cfg.arch.get("builder"),
+        "mode": cfg.mode.name, "seed": cfg.seed,
         "activation": OmegaConf.select(cfg, "activation.name", default="relu"),
         "first_layer": cfg.mode.first_layer, "in_channels": dm.in_channels,
         "num_classes": dm.num_classes, "image_size": dm.image_size, "bn_eps": cfg.train.bn_eps,

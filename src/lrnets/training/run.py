@@ -27,8 +27,7 @@ from lrnets.console import (candidate_progress, choosing_line, final_lines, prog
 from lrnets.data import build_datamodule
 from lrnets.decisive import decisive_config
 from lrnets.errors import ConfigError
-from lrnets.models.architectures import ARCHITECTURES, Network, ReLUBlocks, configure_batch_norm
-from lrnets.models.sign import build_sign_network
+from lrnets.models.architectures import Network, configure_batch_norm, network
 from lrnets.nn.layers import FullPrecisionLayers, DiscreteLayer
 from lrnets.nn.quantized_layers import quantized_layers, weight_multiplications
 from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK, TENSORBOARD,
@@ -54,21 +53,13 @@ from lrnets.training.summary import summary_text
 
 
 def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> Network:
-    """The architecture ``cfg.arch.name`` made of the layers ``cfg.mode.layers`` builds."""
-    if cfg.arch.name not in ARCHITECTURES:
-        raise ConfigError(
-            f"arch={cfg.arch.name!r} is not an architecture: choose one of {sorted(ARCHITECTURES)}."
-        )
+    """The architecture ``cfg.arch`` with ``cfg.activation``'s blocks, made of the layers
+    ``cfg.mode.layers`` builds."""
     _check_weights_group(cfg)
     layers = instantiate(cfg.mode.layers)
     first = FullPrecisionLayers() if cfg.mode.first_layer == "full_precision" else layers
-    if cfg.activation.name == "sign":
-        model = build_sign_network(cfg.arch.name, first, layers, in_channels, num_classes,
-                                   image_size, cfg.train.dropout, cfg.activation.propagation,
-                                   cfg.activation.temperature)
-    else:
-        model = ARCHITECTURES[cfg.arch.name](ReLUBlocks(first, layers), in_channels, num_classes,
-                                             image_size, cfg.train.dropout)
+    model = network(cfg.arch, cfg.activation, first, layers, in_channels, num_classes,
+                    image_size, cfg.train.dropout)
     configure_batch_norm(model, cfg.train.bn_momentum, cfg.train.bn_eps)
     return model
 
@@ -152,7 +143,7 @@ def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
             ev = cfg.eval
             callbacks.append(SampledEvaluation(ev.every_n_epochs, ev.num_samples, cfg.seed,
                                                ev.recalibrate_bn, ev.recalibration_batches))
-        if cfg.activation.name == "sign" and cfg.activation.bn_reestimation_batches:
+        if cfg.activation.get("bn_reestimation_batches"):  # activation=sign
             callbacks.append(BatchNormReestimation(cfg.activation.bn_reestimation_batches))
     progress, bar = progress_callbacks(cfg.trainer.enable_progress_bar)
     logger = TensorBoardLogger(save_dir=str(out), name=str(TENSORBOARD), version="",
