@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision import datasets
 
 from lrnets.data import DataError
 from lrnets.data.files import IDX_FILES, load_cifar10, load_mnist_like
@@ -102,14 +103,14 @@ def test_init_checkpoint_missing_unreadable_or_of_another_architecture(finished_
 
 def test_missing_data_says_where_to_put_it(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"no data at .*MNIST/raw.*dataset\.root=DIR.*LRNETS_DATA"):
-        load_mnist_like("mnist", tmp_path, download=False)
+        load_mnist_like("mnist", datasets.MNIST, tmp_path, download=False)
 
     def offline(*args, **kwargs):
         raise URLError("no network")
 
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
     with pytest.raises(DataError, match=r"no data at .*The download failed.*LRNETS_DATA"):
-        load_mnist_like("fashion_mnist", tmp_path, download=True)
+        load_mnist_like("fashion_mnist", datasets.FashionMNIST, tmp_path, download=True)
 
 
 def _write_idx(raw: Path, train_images_kept: int) -> None:
@@ -124,14 +125,14 @@ def _write_idx(raw: Path, train_images_kept: int) -> None:
 
 def test_truncated_or_corrupted_idx_files(tmp_path):
     _write_idx(tmp_path / "MNIST" / "raw", train_images_kept=100)
-    (train, _), (test, _) = load_mnist_like("mnist", tmp_path, download=False)
+    (train, _), (test, _) = load_mnist_like("mnist", datasets.MNIST, tmp_path, download=False)
     assert (len(train), len(test)) == (100, 20)  # the tiny files themselves are fine
     _write_idx(tmp_path / "cut" / "MNIST" / "raw", train_images_kept=50)
     with pytest.raises(DataError, match="cannot be read.*truncated or corrupted"):
-        load_mnist_like("mnist", tmp_path / "cut", download=True)
+        load_mnist_like("mnist", datasets.MNIST, tmp_path / "cut", download=True)
     (tmp_path / "MNIST" / "raw" / IDX_FILES[2]).write_bytes(b"garbage")
     with pytest.raises(DataError, match="cannot be read.*truncated or corrupted"):
-        load_mnist_like("mnist", tmp_path, download=False)
+        load_mnist_like("mnist", datasets.MNIST, tmp_path, download=False)
 
 
 def test_truncated_or_corrupted_cifar_batches(tmp_path):

@@ -45,9 +45,11 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
              "t10k-labels-idx1-ubyte")
 
 
-def load_mnist_like(name: str, root: Path, download: bool) -> tuple[Arrays, Arrays]:
-    """MNIST or Fashion-MNIST as (train, test) uint8 tensors of shape (N, 1, 28, 28)."""
-    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
+def load_mnist_like(name: str, cls: type[datasets.MNIST], root: Path,
+                    download: bool) -> tuple[Arrays, Arrays]:
+    """A data set in MNIST's IDX files, read by its torchvision class ``cls`` (``datasets.MNIST``,
+    ``datasets.FashionMNIST``, ...) from ``root/<cls name>/raw``, as (train, test) uint8 tensors
+    of shape (N, 1, 28, 28); ``name`` is its ``dataset`` choice, for the messages."""
     raw = f"{cls.__name__}/raw"
     splits = []
     for train in (True, False):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch import nn
+from torchvision import datasets
 
 from lrnets.data.files import Arrays, data_root, load_cifar10, load_mnist_like
 from lrnets.data.modules import ImageFolderDataModule, InMemoryDataModule
@@ -27,15 +28,16 @@ def _in_memory(cfg: DictConfig, data: tuple[Arrays, Arrays], transform: nn.Modul
 
 def mnist(cfg: DictConfig, batch_size: int, seed: int, num_workers: int) -> pl.LightningDataModule:
     """MNIST (sec. 5.1): pixels in [0, 1]."""
-    return _in_memory(cfg, load_mnist_like("mnist", data_root(cfg.root), cfg.download),
-                      UnitRange(), 10, batch_size, seed, num_workers)
+    data = load_mnist_like("mnist", datasets.MNIST, data_root(cfg.root), cfg.download)
+    return _in_memory(cfg, data, UnitRange(), 10, batch_size, seed, num_workers)
 
 
 def fashion_mnist(cfg: DictConfig, batch_size: int, seed: int,
                   num_workers: int) -> pl.LightningDataModule:
     """Fashion-MNIST: pixels in [0, 1]."""
-    return _in_memory(cfg, load_mnist_like("fashion_mnist", data_root(cfg.root), cfg.download),
-                      UnitRange(), 10, batch_size, seed, num_workers)
+    data = load_mnist_like("fashion_mnist", datasets.FashionMNIST, data_root(cfg.root),
+                           cfg.download)
+    return _in_memory(cfg, data, UnitRange(), 10, batch_size, seed, num_workers)
 
 
 def cifar10(cfg: DictConfig, batch_size: int, seed: int,
