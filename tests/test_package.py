@@ -64,14 +64,16 @@ def test_an_installed_lrnets_trains_from_another_folder(wheel, tmp_path):
 # contracts every layer shares (errors, config, schema, decisive, run_folder, console, seeding);
 # cli.py and the package's __init__ sit above everything.
 LAYERS = {
-    "nn": {"nn", "top"},  # and torch: no architecture, run or file format
-    "models": {"models", "nn", "top"},
+    "nn": {"nn", "errors"},  # no architecture, config, run or file format
+    "models": {"models", "nn", "errors", "config"},  # config: the code a config names
     "data": {"data", "top"},
     "training": {"training", "models", "nn", "data", "top"},
     "export": {"export", "training", "models", "nn", "data", "top"},
     "paper": {"paper", "export", "training", "models", "nn", "data", "top"},
     "top": {"top"},
 }
+# What the torch-only layers may import from outside lrnets and the standard library.
+THIRD_PARTY = {"nn": {"torch"}, "models": {"torch"}}
 
 
 def _layer(module: str) -> str:
@@ -80,7 +82,7 @@ def _layer(module: str) -> str:
     return parts[1] if len(parts) > 2 or (REPO / "src" / "lrnets" / parts[1]).is_dir() else "top"
 
 
-def test_each_subpackage_imports_only_the_layers_below_it():
+def test_each_subpackage_imports_only_the_layers_below_it_and_nn_only_torch():
     import ast
 
     src = REPO / "src"
@@ -89,10 +91,19 @@ def test_each_subpackage_imports_only_the_layers_below_it():
         module = ".".join(path.relative_to(src).with_suffix("").parts)
         if module in ("lrnets.__init__", "lrnets.cli"):
             continue
-        allowed = LAYERS[_layer(module.removesuffix(".__init__"))]
+        layer = _layer(module.removesuffix(".__init__"))
+        allowed = LAYERS[layer]
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lrnets."):
-                imported = node.module
-                if _layer(imported) not in allowed and imported.removeprefix("lrnets.") not in allowed:
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                     else [])
+            for imported in names:
+                package = imported.split(".")[0]
+                if imported.startswith("lrnets."):
+                    ok = _layer(imported) in allowed or imported.removeprefix("lrnets.") in allowed
+                else:
+                    ok = (layer not in THIRD_PARTY or package in sys.stdlib_module_names
+                          or package in THIRD_PARTY[layer])
+                if not ok:
                     wrong.append(f"{module} imports {imported}")
     assert not wrong, wrong
