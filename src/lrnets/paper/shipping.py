@@ -21,7 +21,7 @@ from lrnets.export.writer import export
 from lrnets.run_folder import DISCRETE, RESULTS, read_results, write_results
 from lrnets.training.epochs import write_epochs_csv
 
-SHIPPED = Path(__file__).resolve().parents[2] / "results"  # the checkout's results/
+SHIPPED = Path(__file__).resolve().parents[3] / "results"  # the checkout's results/
 EXPORT, EPOCHS = "export", "epochs.csv"
 
 
