@@ -54,7 +54,7 @@ def test_overrides_that_do_not_compose_are_one_paragraph_and_exit_2(tmp_path):
     """Before Hydra starts: an unknown option names its node's options, an unknown group choice
     the group's, a moved option its new place; no run folder is left."""
     for override, allowed in [("mode.bta=1", "its options: name, layers"),
-                              ("arch=x", "allowed: auto, lenet, mlp"),
+                              ("arch=x", "allowed: auto, custom, lenet, mlp"),
                               ("mode.beta=0.1", "mode.beta is now regularizer.beta")]:
         proc = _train(tmp_path, override)
         assert proc.returncode == 2, (override, proc.stderr)

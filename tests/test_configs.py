@@ -10,9 +10,10 @@ from torch import nn
 from lrnets.config import CONF_DIR, compose_config as compose
 from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError
+from lrnets.schema import validate
 from lrnets.nn.quantized_layers import quantized_layers
 from lrnets.training.evaluation import discrete_layers
-from lrnets.training.run import body_weight_count, build_network
+from lrnets.training.run import body_weight_count, build_network, initialise
 from tests.conftest import compose_config
 
 GROUPS = ["arch", "mode", "weights", "activation", "init", "trainer", "debug", "dataset"]
@@ -28,8 +29,10 @@ def _build(cfg):
 
 @pytest.mark.parametrize("group,choice", CHOICES, ids=[f"{g}={c}" for g, c in CHOICES])
 def test_group_choice_composes_and_builds(tmp_path, group, choice):
-    extra = {"imagenet": ["dataset.root=/nonexistent"],
-             "custom": ["weights.values=[-1,0,1]"]}.get(choice, [])
+    extra = {("dataset", "imagenet"): ["dataset.root=/nonexistent"],
+             ("weights", "custom"): ["weights.values=[-1,0,1]"],
+             ("arch", "custom"): ["arch.builder=lrnets.models.architectures.mlp"]
+             }.get((group, choice), [])
     cfg = compose_config(tmp_path, f"{group}={choice}", *extra)
     if group == "debug":  # a global package: it shortens the schedule
         assert cfg.train.epochs == 1 and cfg.init.reference.epochs == 1
@@ -122,11 +125,13 @@ def two_layer_mlp(blocks, in_channels, num_classes, image_size, dropout):
 @pytest.mark.parametrize("mode,activation", [("ternary", "relu"), ("full_precision", "relu"),
                                              ("binary", "sign")])
 def test_an_architecture_is_the_function_its_config_names(tmp_path, mode, activation):
-    """arch.builder: a dotted path, so a new architecture is its function and its config, built
-    by every mode and activation; a path that does not import is one paragraph naming it;
-    configs of earlier versions (no builder) build their architecture by its name."""
-    cfg = compose_config(tmp_path, f"mode={mode}", f"activation={activation}", "arch.name=tiny",
+    """arch.builder: a dotted path, so a new architecture is its function alone (arch=custom,
+    whose name is that path), built by every mode and activation; a path that does not import,
+    or none, is one paragraph naming it; configs of earlier versions (no builder) build their
+    architecture by its name, and one of an unknown name is refused."""
+    cfg = compose_config(tmp_path, f"mode={mode}", f"activation={activation}", "arch=custom",
                          "arch.builder=tests.test_configs.two_layer_mlp")
+    assert cfg.arch.name == "tests.test_configs.two_layer_mlp"  # decides its reference's folder
     model = build_network(cfg, 1, 10, 8)
     assert body_weight_count(model) == 64 * 16
     assert model(torch.rand(3, 1, 8, 8)).shape == (3, 10)
@@ -134,9 +139,15 @@ def test_an_architecture_is_the_function_its_config_names(tmp_path, mode, activa
     with pytest.raises(ConfigError, match=r"arch\.builder='lrnets\.models\.architectures\."
                                           r"no_such_net' cannot be imported"):
         build_network(cfg, 1, 10, 8)
+    with pytest.raises(ConfigError, match=r"^arch\.builder is not set: give the dotted path"):
+        validate(compose_config(tmp_path, "arch=custom"))
     earlier = compose_config(tmp_path, f"mode={mode}", f"activation={activation}", "arch=mlp")
     del earlier.arch.builder, earlier.activation.blocks
     assert body_weight_count(build_network(earlier, 1, 10, 8)) == 64 * 1200 + 1200 * 1200
+    earlier.arch.name = "tiny"
+    with pytest.raises(ConfigError, match=r"^arch='tiny' has no arch\.builder, .*\(those were "
+                                          r"lenet, vgg, mlp, resnet18\): give arch\.builder"):
+        build_network(earlier, 1, 10, 8)
 
 
 def test_a_weights_choice_recorded_by_an_earlier_version_reads_as_this_versions():
@@ -156,3 +167,26 @@ def test_a_weights_choice_recorded_by_an_earlier_version_reads_as_this_versions(
                      "mode.layers.distribution._partial_": True, "mode.beta": 0.0})
     recorded.pop("regularizer.beta")
     assert in_current_names(recorded) == current
+
+
+def start_at_zero(model, cfg, resuming):
+    """An ``init.start`` of this test: every discrete weight most probably 0."""
+    for layer in discrete_layers(model).values():
+        layer.distribution.init_from_weights(torch.zeros(layer.distribution.shape),
+                                             cfg.init.p_min, cfg.init.p_max)
+    return {"init": "zero"}
+
+
+def test_the_weights_are_set_by_the_function_init_start_names(tmp_path):
+    """init.start: a dotted path, called as start(model, cfg, resuming); configs of earlier
+    versions (no start) set the weights by the init's name."""
+    cfg = compose_config(tmp_path, "init=random", "arch=mlp",
+                         "init.start=tests.test_configs.start_at_zero")
+    model = build_network(cfg, 1, 10, 8)
+    assert initialise(model, cfg, resuming=False) == {"init": "zero"}
+    for layer in discrete_layers(model).values():
+        assert torch.all(layer.distribution.most_probable() == 0)
+    del cfg.init.start
+    assert initialise(model, cfg, resuming=False) == {"init": "random"}
+    assert any(torch.any(layer.distribution.most_probable() != 0)
+               for layer in discrete_layers(model).values())

@@ -139,6 +139,17 @@ def test_sign_networks_export_as_thresholds(smoke_config, tmp_path, overrides):
     qonnx_ops = _qonnx_ops(tmp_path / "export")
     assert qonnx_ops.count("MultiThreshold") == ops.count("threshold")
     assert "BatchNormalization" not in qonnx_ops and "Relu" not in qonnx_ops
+    # the manifest names the code that builds the network; one of an earlier version, which
+    # names its architecture and activation only, builds the same network from those names
+    architecture = manifest["architecture"]
+    assert architecture["blocks"] == "lrnets.models.sign.sign_blocks"
+    assert architecture["builder"].startswith("lrnets.models.architectures.")
+    path = tmp_path / "export" / "manifest.json"
+    earlier = json.loads(path.read_text())
+    del earlier["architecture"]["blocks"], earlier["architecture"]["builder"]
+    path.write_text(json.dumps(earlier))
+    checks = evaluate_export(tmp_path / "export", None, 64, "cpu", False)
+    assert all(check.ok for check in checks), [check.text for check in checks]
 
 
 def _qonnx_ops(folder: Path) -> list[str]:

@@ -10,7 +10,7 @@ import re
 from contextlib import nullcontext
 from pathlib import Path
 
-from typing import Callable
+from typing import Callable, Mapping
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -69,10 +69,19 @@ def _allowed(message: str, overrides: list[str] | tuple[str, ...]) -> str:
     return text
 
 
-def code_at(option: str, path: str, example: str) -> Callable:
-    """The function a config names by its dotted ``path`` as ``option`` (``dataset.reader``,
-    ``arch.builder``, ``activation.blocks``), so that code is chosen by data, not by a name
-    switched on; ``ConfigError`` naming the option and ``example`` when it does not import."""
+def code_of(group: str, node: Mapping, key: str, earlier: Mapping[str, str]) -> Callable:
+    """The function the config node of ``group`` names by its dotted path under ``key``
+    (``dataset.reader``, ``arch.builder``, ``activation.blocks``, ``init.start``), so that code
+    is chosen by data, not by a name switched on. A node recorded by an earlier version, which
+    has no ``key``, names its code by its ``name`` only: ``earlier`` maps those names to their
+    code. ``ConfigError`` naming the option when the path does not import, or is not given."""
+    example = next(iter(earlier.values()))
+    option, path = f"{group}.{key}", node.get(key)
+    if path is None and node["name"] not in earlier:
+        raise ConfigError(f"{group}={node['name']!r} has no {option}, and no {group} of that name "
+                          f"existed before {option} did (those were {', '.join(earlier)}): "
+                          f"give {option}, the dotted path of its function, such as {example}.")
+    path = path or earlier[node["name"]]
     try:
         return get_method(path)
     except Exception as err:  # Hydra's ImportError / ValueError variants

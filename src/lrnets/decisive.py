@@ -5,7 +5,7 @@ full-precision reference, ``lrnets.training.reference``).
 Everything in the composed config decides the results except ``NOT_DECISIVE``: where outputs
 and data are, how the run is executed (including the LR layers' fused form, which computes
 the same maps), what it does after training; a group choice's name decides, not the path of
-its code (``dataset.reader``, ``arch.builder``, ``activation.blocks``). Of the trainer, only
+its code (``dataset.reader``, ``arch.builder``, ``activation.blocks``, ``init.start``). Of the trainer, only
 how much it trains decides (``trainer.limit_train_batches``, ``trainer.max_steps``), not
 devices, precision or logging.
 The regulariser's coefficients decide, not its name. ``in_current_names`` translates the
@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 
 NOT_DECISIVE = ("ckpt_path", "paths", "trainer", "eval", "task_name", "verbose", "dataset.root",
                 "dataset.num_workers", "dataset.download", "dataset.on_device", "dataset.reader",
-                "arch.builder", "activation.blocks", "mode.layers.fused", "regularizer.name")
+                "arch.builder", "activation.blocks", "init.start", "mode.layers.fused",
+                "regularizer.name")
 DECISIVE_TRAINER = ("trainer.limit_train_batches", "trainer.max_steps")
 MOVED = {"mode.probability_decay": "regularizer.probability_decay",  # the regularizer= group
          "mode.beta": "regularizer.beta"}

@@ -27,6 +27,11 @@ def allowed(check: Callable[[Any], bool], text: str) -> Any:
     return field(default=MISSING, metadata={"check": check, "allowed": text})
 
 
+def described(text: str) -> Any:
+    """A field any value of its type may take; ``text`` says what to give when it is unset."""
+    return field(default=MISSING, metadata={"allowed": text})
+
+
 def open_section(reader: str) -> Any:
     """A section the schema does not describe: ``reader`` checks it."""
     return field(default=MISSING, metadata={"open": reader})
@@ -124,7 +129,9 @@ class Regularizer:  # on the weight distributions' logits and probabilities
 @dataclass
 class Arch:
     name: str = MISSING
-    builder: str = MISSING  # the dotted path of the function that writes it over its blocks
+    builder: str = described("give the dotted path of the function that writes the "
+                             "architecture over its blocks, such as "
+                             "lrnets.models.architectures.lenet (arch=custom has no default)")
 
 
 @dataclass
@@ -148,6 +155,7 @@ class Reference:  # the full-precision reference's schedule
 @dataclass
 class Init:
     name: str = MISSING
+    start: str = MISSING  # the dotted path of the function that sets the weights
     checkpoint: Optional[str] = MISSING
     p_min: float = allowed(lambda v: 0 < v < 1, _PROBABILITY)
     p_max: float = allowed(lambda v: 0 < v < 1, _PROBABILITY)
@@ -210,6 +218,10 @@ def _validate(schema: DictConfig, cls: type, cfg: DictConfig, prefix: str) -> No
                               f"{where} no option {key!r}; "
                               f"{f'its options: {options}' if options else 'it has none'}. "
                               f"Remove it or correct its name.")
+    for f in dataclasses.fields(cls):  # first: other values may interpolate an unset one
+        if f.name in cfg.keys() and OmegaConf.is_missing(cfg, f.name):  # ??? in its YAML file
+            raise ConfigError(f"{prefix}{f.name} is not set: "
+                              f"{f.metadata.get('allowed', _KINDS.get(f.type, 'set it'))}.")
     for f in dataclasses.fields(cls):
         if f.name not in cfg or "open" in f.metadata:
             continue

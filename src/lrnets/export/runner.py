@@ -32,10 +32,9 @@ from torch import Tensor, nn
 from lrnets.data import build_datamodule
 from lrnets.errors import ConfigError, reason
 from lrnets.export.integer_inference import MANIFEST, WEIGHTS, read_tensors
-from lrnets.models.architectures import ReLUBlocks, architecture_builder
-from lrnets.models.sign import SignBlocks
+from lrnets.models.architectures import network
 from lrnets.nn.layers import FullPrecisionLayers
-from lrnets.nn.sign_layers import Sign, fold_thresholds
+from lrnets.nn.sign_layers import fold_thresholds
 from lrnets.training.evaluation import predictions
 
 ONNX, QONNX = "network.onnx", "network.qonnx.onnx"
@@ -83,6 +82,8 @@ class ExportedLinear(_ExportedWeights):
 
 class ExportedLayers:
     """The layer family (``lrnets.models.architectures.LayerFamily``) of exported discrete layers."""
+
+    fixed = True  # their weights are fixed values: no training method, no moments
 
     def __init__(self, num_values: int, scaled: bool = False):
         self.num_values, self.scaled = num_values, scaled
@@ -135,17 +136,17 @@ def fold_batch_norms(model: nn.Module) -> None:
 
 
 def network_for(architecture: dict) -> nn.Module:
-    """The architecture an export's manifest describes, with its batch norms still in place: the
-    paper's ReLU blocks, or Roth et al.'s sign blocks (``activation: sign``, exports from this
-    version on)."""
+    """The architecture an export's manifest describes, with its batch norms still in place:
+    its ``builder`` over the blocks of its activation's ``blocks`` (for manifests of earlier
+    versions, which name neither, those of its ``arch`` and ``activation``), made of exported
+    layers."""
     layers = ExportedLayers(len(architecture["values"]), architecture.get("scaled", False))
-    build = architecture_builder({"name": architecture["arch"],
-                                  "builder": architecture.get("builder")})
-    shape = (architecture["in_channels"], architecture["num_classes"], architecture["image_size"])
-    if architecture.get("activation", "relu") == "sign":
-        return build(SignBlocks(layers, layers, Sign), *shape, dropout=0.0)
     first = FullPrecisionLayers() if architecture["first_layer"] == "full_precision" else layers
-    return build(ReLUBlocks(first, layers), *shape, dropout=0.0)
+    arch = {"name": architecture["arch"], "builder": architecture.get("builder")}
+    activation = {"name": architecture.get("activation", "relu"),
+                  "blocks": architecture.get("blocks")}
+    return network(arch, activation, first, layers, architecture["in_channels"],
+                   architecture["num_classes"], architecture["image_size"], dropout=0.0)
 
 
 def fold(model: nn.Module) -> nn.Module:

@@ -45,9 +45,10 @@ def exported_network(saved: dict) -> tuple[nn.Module, dict]:
     values = next(iter(saved["values"].values()))
     architecture = {key: meta[key] for key in ("arch", "first_layer", "in_channels",
                                                 "num_classes", "image_size")}
-    if "builder" in meta:  # discrete.pt files of earlier versions name the architecture only
-        architecture["builder"] = meta["builder"]
     architecture["activation"] = meta.get("activation", "relu")
+    for code in ("builder", "blocks"):  # discrete.pt files of earlier versions name them only
+        if meta.get(code) is not None:  # by arch and activation
+            architecture[code] = meta[code]
     architecture["values"] = values
     architecture["scaled"] = "scales" in saved  # BWN, TWN: a scale per output channel
     state = dict(saved["state_dict"])

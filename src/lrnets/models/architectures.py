@@ -14,7 +14,8 @@ network's state initialises any other (``lrnets.training.initialization``).
 A config names the code it builds by dotted paths, not by names switched on: ``arch.builder``
 the architecture's function, ``activation.blocks`` the function that makes its blocks
 (``relu_blocks``, ``lrnets.models.sign.sign_blocks``); ``network`` puts them together. Adding
-an architecture is its function (here or in any module) and its config ``conf/arch/<name>.yaml``.
+an architecture is its function, here or in any module: ``arch=custom arch.builder=<its dotted
+path>`` trains it with no other file; ``conf/arch/<name>.yaml`` gives it a name of its own.
 """
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ from typing import Callable, Mapping, Protocol
 
 from torch import Tensor, nn
 
-from lrnets.config import code_at
+from lrnets.config import code_of
 
 
 class LayerFamily(Protocol):
-    """Builds a network's weight layers: full precision, LR, straight-through, exported."""
+    """Builds a network's weight layers: full precision, LR, straight-through, exported. A
+    family whose layers hold fixed weights (exported networks) says so by ``fixed = True``."""
 
     def conv(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
              padding: int = 0) -> nn.Module: ...
@@ -183,7 +185,8 @@ def configure_batch_norm(model: nn.Module, momentum: float, eps: float) -> None:
 
 
 def relu_blocks(first: LayerFamily, layers: LayerFamily, activation: Mapping) -> ReLUBlocks:
-    """``activation=relu``'s blocks (it has no options)."""
+    """``activation=relu``'s blocks. ``activation`` (the config's node) is every blocks
+    function's third argument; ReLU has no options, so it is not read."""
     return ReLUBlocks(first, layers)
 
 
@@ -195,18 +198,11 @@ EARLIER_BUILDERS = {name: f"{__name__}.{name}" for name in ("lenet", "vgg", "mlp
 EARLIER_BLOCKS = {"relu": f"{__name__}.relu_blocks", "sign": "lrnets.models.sign.sign_blocks"}
 
 
-def architecture_builder(arch: Mapping) -> Architecture:
-    """The function that writes the architecture ``arch`` (a config's ``arch`` node, or a
-    discrete network's record of it) over its blocks: the one ``arch.builder`` names."""
-    path = arch.get("builder") or EARLIER_BUILDERS.get(arch["name"], arch["name"])
-    return code_at("arch.builder", path, f"{__name__}.lenet")
-
-
 def network(arch: Mapping, activation: Mapping, first: LayerFamily, layers: LayerFamily,
             in_channels: int, num_classes: int, image_size: int, dropout: float) -> nn.Module:
-    """The architecture ``arch`` made of the blocks ``activation.blocks`` makes from the layer
+    """The architecture ``arch`` (a config's node, or a discrete network's record of it) that
+    ``arch.builder`` writes, made of the blocks ``activation.blocks`` makes from the layer
     families ``first`` (the first weight layer) and ``layers`` (every other one)."""
-    path = activation.get("blocks") or EARLIER_BLOCKS.get(activation["name"], activation["name"])
-    make_blocks = code_at("activation.blocks", path, f"{__name__}.relu_blocks")
-    blocks = make_blocks(first, layers, activation)
-    return architecture_builder(arch)(blocks, in_channels, num_classes, image_size, dropout)
+    blocks = code_of("activation", activation, "blocks", EARLIER_BLOCKS)(first, layers, activation)
+    build: Architecture = code_of("arch", arch, "builder", EARLIER_BUILDERS)
+    return build(blocks, in_channels, num_classes, image_size, dropout)

@@ -78,7 +78,11 @@ class SignBlocks:
 def sign_blocks(first: LayerFamily, layers: LayerFamily, activation: Mapping) -> SignBlocks:
     """``activation=sign``'s blocks, whose layers draw their weights as the LR-net families
     ``first`` (first layer) and ``layers`` do and propagate moments; ``activation`` gives the
-    sign's ``propagation`` and ``temperature``. Raises ``ConfigError`` for other families."""
+    sign's ``propagation`` and ``temperature``. Families of fixed weights (``fixed``: an
+    exported network) are taken as they are: their layers map tensors to tensors, and a sign of
+    a tensor is the hard sign. Raises ``ConfigError`` for other families."""
+    if getattr(first, "fixed", False) and getattr(layers, "fixed", False):
+        return SignBlocks(first, layers, Sign)
     if not (isinstance(first, LRLayers) and isinstance(layers, LRLayers)):
         raise ConfigError(
             "activation=sign trains weight distributions by probabilistic forward propagation, "

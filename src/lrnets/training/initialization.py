@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from lrnets.errors import ConfigError, reason
@@ -101,6 +102,13 @@ def init_from_full_precision(model: nn.Module, state: dict[str, Tensor], p_min: 
             layer.init_from_weights(weight / weight.std())
         else:
             layer.weight.copy_(weight)
+
+
+def random_start(model: nn.Module, cfg: DictConfig, resuming: bool) -> dict:
+    """``init=random`` (``init.start``): ``random_init`` with ``init.p_min`` / ``init.p_max``; a
+    run that resumes overwrites it from its checkpoint."""
+    random_init(model, cfg.init.p_min, cfg.init.p_max)
+    return {"init": "random"}
 
 
 def random_init(model: nn.Module, p_min: float, p_max: float) -> None:

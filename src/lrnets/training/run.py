@@ -24,6 +24,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from lrnets.console import (candidate_progress, choosing_line, final_lines, progress_callbacks,
                             quiet)
+from lrnets.config import code_of
 from lrnets.data import build_datamodule
 from lrnets.decisive import decisive_config
 from lrnets.errors import ConfigError
@@ -44,8 +45,8 @@ from lrnets.training.distributed import all_ranks, examples_counted, rank_shard
 from lrnets.training.evaluation import (EvalData, accuracy, chosen_network, discrete_layers,
                                ensemble_accuracy, predictions, select_discrete_network)
 from lrnets.training.faults import FiniteLoss, InterruptCheckpoint, stopped_run
-from lrnets.training.initialization import (init_from_full_precision, load_network_state, network_file,
-                                   random_init)
+from lrnets.training.initialization import (init_from_full_precision, load_network_state,
+                                           network_file)
 from lrnets.training.module import LRNetModule
 from lrnets.training.reference import obtain_reference, reference_config
 from lrnets.training.resume import LastCheckpoint, RecordConfig, resume_checkpoint, resume_hint
@@ -111,16 +112,25 @@ def body_weight_count(model: nn.Module) -> int:
     return count
 
 
+# The starts of configs written before ``init.start`` existed, which named the init only.
+EARLIER_STARTS = {"pretrained": f"{__name__}.start_from_reference",
+                  "random": "lrnets.training.initialization.random_start"}
+
+
 def initialise(model: Network, cfg: DictConfig, resuming: bool) -> dict:
-    """Set the weight distributions (sec. 4.1); returns what the results file records. A run
-    that resumes takes its weights from its checkpoint: it neither trains nor loads a
-    reference (one named by an earlier version's folder name would otherwise be trained again)."""
+    """Set the weight distributions (sec. 4.1) by the function ``init.start`` names, called as
+    ``start(model, cfg, resuming)``; returns what the results file records."""
     if not discrete_layers(model) and not quantized_layers(model):
         return {"init": "default"}
+    return code_of("init", cfg.init, "start", EARLIER_STARTS)(model, cfg, resuming)
+
+
+def start_from_reference(model: Network, cfg: DictConfig, resuming: bool) -> dict:
+    """``init=pretrained``: eq. 6-8 applied to ``init.checkpoint``'s weights, or to those of the
+    full-precision reference (``lrnets.training.reference``, trained first if there is none). A
+    run that resumes takes its weights from its checkpoint: it neither trains nor loads a
+    reference (one named by an earlier version's folder name would otherwise be trained again)."""
     init = cfg.init
-    if init.name == "random":
-        random_init(model, init.p_min, init.p_max)
-        return {"init": "random"}
     if resuming:
         checkpoint = init.checkpoint or Path(reference_config(cfg).paths.output_dir) / NETWORK
         return {"init": "pretrained", "init_checkpoint": str(checkpoint)}
