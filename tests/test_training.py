@@ -177,3 +177,30 @@ def test_a_resumed_run_does_not_train_its_reference_again(smoke_config, capsys):
     assert resumed["status"] == "completed" and resumed["epochs"] == 2
     assert resumed["init_checkpoint"] == str(reference)
     assert "full-precision reference" not in capsys.readouterr().out
+
+
+def test_scoring_the_test_split_reports_the_authors_choice_beside_ours(smoke_config):
+    """eval.score_test: the candidates are scored on the test split too, every
+    eval.every_n_epochs and at the end, as the authors' code chose its network; the lowest test
+    error and its epoch are reported beside the network chosen on validation, which they do not
+    change; epochs.csv has the curve, and checkpoints keep the best so far for a resume."""
+    from lrnets.training.epochs import epoch_rows
+
+    schedule = ("init=random", "train.epochs=3", "eval.every_n_epochs=1")
+    cfg = smoke_config(*schedule, "eval.score_test=true")
+    results = train(cfg)
+    during = [row["test_error_sampled_best"] for row in epoch_rows(Path(cfg.paths.output_dir))]
+    assert len(during) == 3 and None not in during
+    final = min(1 - c["test_acc"] for c in results["selection"]["candidates"])
+    lowest = min(during + [final])
+    assert results["test_error_chosen_on_test"] == pytest.approx(lowest, abs=1e-6)
+    assert results["epoch_chosen_on_test"] == next(  # the end is epoch 3 again
+        epoch for epoch, error in zip([1, 2, 3, 3], during + [final])
+        if error == pytest.approx(lowest))
+    saved = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
+                       map_location="cpu", weights_only=False)["callbacks"]
+    assert {"best_on_test": {"test_error": pytest.approx(min(during)), "epoch": during.index(
+        min(during)) + 1}} in saved.values()
+    plain = train(smoke_config(*schedule, run="plain"))
+    assert "test_error_chosen_on_test" not in plain
+    assert (plain["test_error"], plain["chosen"]) == (results["test_error"], results["chosen"])

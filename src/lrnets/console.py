@@ -148,6 +148,10 @@ def final_lines(results: Results) -> str:
         size = results["ensemble_size"]
         lines.append(f"  ensemble of {size} sampled networks (averaged softmax; {size} networks "
                      f"at inference): test {percent(results['ensemble_test_error'])}")
+    if "test_error_chosen_on_test" in results:
+        lines.append(f"  chosen on the test split, as the authors' code did (eval.score_test; not "
+                     f"the reported network): test {percent(results['test_error_chosen_on_test'])}"
+                     f" at epoch {results['epoch_chosen_on_test']}")
     paths = results["paths"]
     lines += [f"results:     {paths['results']}", f"checkpoints: {paths['checkpoints']}",
               f"tensorboard: {sys.executable} -m tensorboard.main --logdir {paths['tensorboard']}"]

@@ -72,6 +72,8 @@ class Results(TypedDict, total=False):
     test_error_top5: float
     chosen: str                 # most_probable or sample_<i>
     recalibrated_bn: bool
+    test_error_chosen_on_test: float  # eval.score_test: the authors' protocol, the lowest test
+    epoch_chosen_on_test: int         # error of any network scored at any epoch (not reported)
     ensemble_size: int          # eval.ensemble: sampled networks averaged (the cost: N networks)
     ensemble_test_error: float  # their averaged softmax's
     most_probable_val_error: float   # the most probable network, batch norm as trained

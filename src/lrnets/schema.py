@@ -170,6 +170,7 @@ class Eval:
     every_n_epochs: int = _at_least(0, "use 0 (only after training) or a positive number of "
                                        "epochs")
     recalibrate_bn: bool = MISSING
+    score_test: bool = MISSING
     recalibration_batches: int = _at_least(1, "use at least 1 batch")
     top5: bool = MISSING
 

@@ -4,7 +4,8 @@ Columns: ``epoch`` (1-based), ``train_loss`` (mean of the logged steps of the ep
 ``val_error`` (the stochastic network of LR runs, the network itself otherwise),
 ``val_error_sampled_best`` / ``_mean`` and ``val_error_most_probable`` (sampled networks and the
 most probable one scored on the validation split, on the epochs of ``eval.every_n_epochs``;
-earlier versions logged the latter as ``val/acc_mode``), ``entropy_<layer>`` (mean entropy
+earlier versions logged the latter as ``val/acc_mode``), ``test_error_sampled_best`` (the best
+of them on the test split, with ``eval.score_test``), ``entropy_<layer>`` (mean entropy
 of each discrete layer's weights), ``lr`` (the first parameter group's) and ``epoch_time_s``.
 Epochs a resumed run trained again count once, with their last values.
 """
@@ -22,7 +23,8 @@ from lrnets.run_folder import TENSORBOARD
 _ACCURACIES = {"val/acc": "val_error", "val/acc_sampled_best": "val_error_sampled_best",
                "val/acc_sampled_mean": "val_error_sampled_mean",
                "val/acc_most_probable": "val_error_most_probable",
-               "val/acc_mode": "val_error_most_probable"}  # an earlier version's tag
+               "val/acc_mode": "val_error_most_probable",  # an earlier version's tag
+               "test/acc_sampled_best": "test_error_sampled_best"}  # eval.score_test
 _VALUES = {"time/epoch_s": "epoch_time_s"}
 
 

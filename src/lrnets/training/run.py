@@ -37,7 +37,7 @@ from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK
 from lrnets.schema import validate
 from lrnets.seeding import EpochSeed
 from lrnets.training.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
-                              SampledEvaluation)
+                                      SampledEvaluation, lowest_test_error)
 from lrnets.training.cpu_memory import keep_freed_memory
 from lrnets.training.discrete_checkpoint import (discrete_meta, save_discrete_network,
                                         save_quantized_network)
@@ -152,7 +152,8 @@ def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
         if cfg.eval.every_n_epochs:
             ev = cfg.eval
             callbacks.append(SampledEvaluation(ev.every_n_epochs, ev.num_samples, cfg.seed,
-                                               ev.recalibrate_bn, ev.recalibration_batches))
+                                               ev.recalibrate_bn, ev.recalibration_batches,
+                                               ev.score_test))
         if cfg.activation.get("bn_reestimation_batches"):  # activation=sign
             callbacks.append(BatchNormReestimation(cfg.activation.bn_reestimation_batches))
     progress, bar = progress_callbacks(cfg.trainer.enable_progress_bar)
@@ -224,6 +225,7 @@ def train(cfg: DictConfig) -> dict:
         results.update(error_figures(summary))
         results["selection"] = summary
         results["chosen_by_rank"] = all_ranks(summary["chosen"]["name"], trainer)
+        results.update(chosen_on_test(cfg, trainer, summary["candidates"]))
         if ev.ensemble:
             results["ensemble_size"] = ev.ensemble
             results["ensemble_test_error"] = 1 - ensemble_accuracy(
@@ -260,6 +262,21 @@ def train(cfg: DictConfig) -> dict:
         print(final_lines(results))
     return results
 
+
+
+def chosen_on_test(cfg: DictConfig, trainer: pl.Trainer, candidates: list[dict]) -> Results:
+    """``eval.score_test``: the authors' protocol, the lowest test error of any network scored
+    during training (``SampledEvaluation``) or at the end (``candidates``), and its epoch (the
+    earlier on a tie); nothing without it."""
+    if not cfg.eval.score_test:
+        return {}
+    best = {"test_error": lowest_test_error(candidates, cfg.eval.recalibrate_bn),
+            "epoch": trainer.current_epoch}
+    scored = next((c for c in trainer.callbacks if isinstance(c, SampledEvaluation)), None)
+    if scored is not None and scored.best_on_test is not None \
+            and scored.best_on_test["test_error"] <= best["test_error"]:
+        best = scored.best_on_test
+    return {"test_error_chosen_on_test": best["test_error"], "epoch_chosen_on_test": best["epoch"]}
 
 
 def _record_stop(err: BaseException, trainer: pl.Trainer, cfg: DictConfig, out: Path) -> None:
