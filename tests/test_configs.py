@@ -150,6 +150,20 @@ def test_an_architecture_is_the_function_its_config_names(tmp_path, mode, activa
         build_network(earlier, 1, 10, 8)
 
 
+def test_a_sign_run_recorded_by_an_earlier_version_reads_as_this_versions():
+    """Earlier versions recorded a sign run's layers as the LR-net mode's LRLayers (made
+    moment-propagating in code); activation=sign now sets MomentLayers. Resume and reference
+    reuse compare them as equal; ReLU runs keep LRLayers."""
+    from lrnets.decisive import decisive_config, first_class_path, in_current_names
+
+    current = decisive_config(compose(["mode=binary", "activation=sign"]))
+    assert current["mode.layers._target_"] == "lrnets.nn.sign_layers.MomentLayers"
+    recorded = {**current, "mode.layers._target_": first_class_path("lrnets.nn.layers.LRLayers")}
+    assert in_current_names(recorded) == current
+    relu = decisive_config(compose(["mode=binary"]))
+    assert in_current_names(relu) == relu and relu["mode.layers._target_"].endswith("LRLayers")
+
+
 def test_a_weights_choice_recorded_by_an_earlier_version_reads_as_this_versions():
     """Earlier versions spliced weights= into the layers in code and recorded the distribution
     as weights.distribution.* beside the mode's own; this version composes it into

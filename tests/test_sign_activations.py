@@ -274,7 +274,10 @@ def test_batch_norm_statistics_are_those_of_the_discrete_network_after_training(
 
 
 @pytest.mark.parametrize("overrides,match", [
-    (["mode=full_precision"], "activation=sign"),
+    (["mode=full_precision"], r"^mode=full_precision with activation=sign builds its layers by "
+                              r"lrnets\.nn\.sign_layers\.MomentLayers, which needs distribution"),
+    (["mode=twn"], r"^mode=twn with activation=sign .* which takes no quantizer, clip"),
+    (["mode=gumbel_ternary"], r"takes no sampler .* \(activation=sign: mode=ternary or mode="),
     (["mode.first_layer=full_precision"], "activation=sign"),
     (["arch=resnet18"], "arch='resnet18'"),
 ])

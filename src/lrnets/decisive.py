@@ -27,6 +27,7 @@ MOVED = {"mode.probability_decay": "regularizer.probability_decay",  # the regul
 MOVED_MODULES = {f"lrnets.{name}": f"lrnets.nn.{name}" for name in
                  ("layers", "distributions", "sampled_layers", "quantized_layers", "quantizers")}
 TARGET = "_target_"
+LR_LAYERS = "lrnets.nn.layers.LRLayers"
 
 
 def _moved(path: object, modules: dict[str, str]) -> object:
@@ -54,10 +55,15 @@ def in_current_names(recorded: dict[str, object]) -> dict[str, object]:
     settings, and the weight distribution of ``weights=``, which earlier versions recorded as
     ``weights.distribution.*`` (and spliced into the layers in code, over the mode's recorded
     ``mode.layers.distribution.*``) and this version composes as ``mode.layers.distribution.*``;
-    classes by their current paths (``current_class_path``)."""
+    the layers of sign runs, which earlier versions recorded as ``LRLayers`` (and made
+    moment-propagating in code), as the ``MomentLayers`` ``activation=sign`` now sets; classes
+    by their current paths (``current_class_path``)."""
     current = {MOVED.get(key, key): current_class_path(value) if key.endswith(TARGET) else value
                for key, value in recorded.items()}
     old, new = "weights.distribution.", "mode.layers.distribution."
+    layers = "mode.layers._target_"  # sign runs set it to MomentLayers since activation=sign
+    if current.get("activation.name") == "sign" and current.get(layers) == LR_LAYERS:  # does
+        current[layers] = "lrnets.nn.sign_layers.MomentLayers"  # (earlier: swapped in code)
     spliced = {key[len(old):]: value for key, value in current.items() if key.startswith(old)}
     if spliced:
         current = {key: value for key, value in current.items()

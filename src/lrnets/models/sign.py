@@ -19,10 +19,10 @@ from torch import Tensor, nn
 
 from lrnets.errors import ConfigError
 from lrnets.models.architectures import LayerFamily
-from lrnets.nn.layers import DiscreteLayers, DiscreteLinear, LRLayers
+from lrnets.nn.layers import DiscreteLayers, DiscreteLinear
 from lrnets.nn.moments import Gaussian
 from lrnets.nn.sign_layers import (GaussianMaxPool2d, MomentBatchNorm1d, MomentBatchNorm2d,
-                                MomentDropout, MomentFlatten, Sign, moment_layers)
+                                MomentDropout, MomentFlatten, MomentLayers, Sign)
 
 SignFactory = Callable[[], Sign]
 
@@ -76,18 +76,18 @@ class SignBlocks:
 
 
 def sign_blocks(first: LayerFamily, layers: LayerFamily, activation: Mapping) -> SignBlocks:
-    """``activation=sign``'s blocks, whose layers draw their weights as the LR-net families
-    ``first`` (first layer) and ``layers`` do and propagate moments; ``activation`` gives the
-    sign's ``propagation`` and ``temperature``. Families of fixed weights (``fixed``: an
+    """``activation=sign``'s blocks over the families ``first`` (first layer) and ``layers``,
+    which ``activation=sign`` makes moment-propagating (``MomentLayers``); ``activation`` gives
+    the sign's ``propagation`` and ``temperature``. Families of fixed weights (``fixed``: an
     exported network) are taken as they are: their layers map tensors to tensors, and a sign of
     a tensor is the hard sign. Raises ``ConfigError`` for other families."""
     if getattr(first, "fixed", False) and getattr(layers, "fixed", False):
         return SignBlocks(first, layers, Sign)
-    if not (isinstance(first, LRLayers) and isinstance(layers, LRLayers)):
+    if not (isinstance(first, MomentLayers) and isinstance(layers, MomentLayers)):
         raise ConfigError(
             "activation=sign trains weight distributions by probabilistic forward propagation, "
             "so every layer must be an LR-net layer: use mode=ternary or mode=binary (optionally "
             "with weights=...) and mode.first_layer=discrete (a real-valued layer followed by a "
             "sign gets no gradient).")
-    sign = partial(Sign, activation["propagation"], activation["temperature"])
-    return SignBlocks(moment_layers(first), moment_layers(layers), sign)
+    return SignBlocks(first, layers, partial(Sign, activation["propagation"],
+                                             activation["temperature"]))

@@ -20,11 +20,13 @@ the layer is an ordinary convolution whatever the method. The methods:
 - a weight sample per batch (``lrnets.nn.sampled_layers``: Gumbel-softmax, stochastic
   BinaryConnect), the baselines the paper sets the trick against;
 - moment propagation through sign activations (``lrnets.nn.sign_layers.MomentPropagation``, Roth
-  et al. 2019).
+  et al. 2019), by the family ``MomentLayers``, which ``activation=sign`` sets as
+  ``mode.layers._target_`` over an LR-net mode's distribution.
 
 A training method is a module called as ``method(layer, x)``; a new one is a class and a mode
 config. The layer families at the bottom (``FullPrecisionLayers``, ``DiscreteLayers`` and the
-mode configs' ``LRLayers``) build the layers an architecture asks for.
+mode configs' ``LRLayers``) build the layers an architecture asks for; ``mode.layers._target_``
+names the family, and so the method.
 """
 from __future__ import annotations
 

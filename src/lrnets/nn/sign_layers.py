@@ -20,7 +20,8 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from lrnets.nn.layers import DiscreteLayer, DiscreteLayers, GaussianMethod, LRLayers
+from lrnets.nn.layers import (DiscreteLayer, DiscreteLayers, DistributionFactory,
+                              GaussianMethod)
 from lrnets.nn.moments import (Gaussian, batch_moments, linear_moments, max_pool2x2_moments,
                             relaxed_sign_sample, sign_moments)
 
@@ -46,11 +47,13 @@ class MomentPropagation(GaussianMethod):
         return Gaussian(*layer.preactivation_moments(x, self.fused))
 
 
-def moment_layers(family: LRLayers) -> DiscreteLayers:
-    """The layer family of sign networks: an LR-net family's weight distribution and options,
-    trained by moment propagation."""
-    method = family.method
-    return DiscreteLayers(family.distribution, MomentPropagation(method.eps, method.fused))
+class MomentLayers(DiscreteLayers):
+    """The layers of sign networks (``activation=sign`` sets ``mode.layers._target_`` to this
+    family over an LR-net mode's weight distribution): trained by moment propagation, with the
+    LR-net options ``eps`` and ``fused``."""
+
+    def __init__(self, distribution: DistributionFactory, eps: float = 1e-3, fused: bool = False):
+        super().__init__(distribution, MomentPropagation(eps, fused))
 
 
 class GaussianMaxPool2d(nn.MaxPool2d):

@@ -57,6 +57,7 @@ def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_siz
     """The architecture ``cfg.arch`` with ``cfg.activation``'s blocks, made of the layers
     ``cfg.mode.layers`` builds."""
     _check_weights_group(cfg)
+    _check_layer_options(cfg)
     layers = instantiate(cfg.mode.layers)
     first = FullPrecisionLayers() if cfg.mode.first_layer == "full_precision" else layers
     model = network(cfg.arch, cfg.activation, first, layers, in_channels, num_classes,
@@ -74,6 +75,25 @@ def _check_weights_group(cfg: DictConfig) -> None:
         raise ConfigError(f"weights={cfg.weights.name} sets the weight distribution of a "
                           f"discrete mode, and mode={cfg.mode.name} has none: use mode=ternary "
                           "or mode=binary with it.")
+
+
+def _check_layer_options(cfg: DictConfig) -> None:
+    """Refuse a ``mode.layers`` node whose options its family does not take, or lacks, as when
+    ``activation=sign`` makes a full-precision, straight-through or sampled mode's layers
+    moment-propagating (``MomentLayers``), which only an LR-net mode's distribution fits."""
+    node = cfg.mode.layers
+    taken = inspect.signature(get_class(node._target_)).parameters
+    extra = [str(key) for key in node if not str(key).startswith("_") and key not in taken]
+    missing = [name for name, p in taken.items() if p.default is p.empty and name not in node
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if extra or missing:
+        wrong = "; ".join([*([f"takes no {', '.join(extra)}"] if extra else []),
+                           *([f"needs {', '.join(missing)}"] if missing else [])])
+        raise ConfigError(f"mode={cfg.mode.name} with activation={cfg.activation.name} builds its "
+                          f"layers by {node._target_}, which {wrong} (its options: "
+                          f"{', '.join(taken)}): remove the option, or choose a mode whose "
+                          f"layers it takes (activation=sign: mode=ternary or mode=binary, "
+                          f"optionally with weights=...).")
 
 
 def _fits(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> bool:
