@@ -21,12 +21,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from lrnets.config import CONF_DIR, compose_config, group_choices
+from lrnets.console import percent
 from lrnets.data.files import CIFAR_DIR, cifar10_matches_release, data_root
 from lrnets.errors import ConfigError
 from lrnets.paper.cells import (Cell, cell_runs, check_extra_overrides, run_cells,
                               seed_folder)
 from lrnets.paper.shipping import EXPORT, machine, ship_run, training_hours
-from lrnets.run_folder import NETWORK, OVERRIDES, epochs_done, read_results
+from lrnets.run_folder import (NETWORK, OVERRIDES, Results, epochs_done, most_probable_error,
+                               read_results)
 
 DATASET_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet"}
 
@@ -420,13 +422,32 @@ def reproduce_table(spec: TableSpec, args: argparse.Namespace) -> dict:
             "rows": [asdict(row) for row in rows]}
 
 
+def other_networks(results: Results) -> str:
+    """The shipped cell's reported test error and those of the networks it did not report: the
+    most probable one, the ensemble, and the one chosen on the test split (``eval.score_test``,
+    the authors' protocol)."""
+    text = percent(results.get("test_error"))
+    recalibrated = bool(results.get("recalibrated_bn"))
+    if (most_probable := most_probable_error(results, "test", recalibrated)) is not None:
+        bn = "re-estimated" if recalibrated else "as trained"
+        text += f"; most probable {percent(most_probable)} (batch norm {bn})"
+    if "ensemble_size" in results:
+        text += f"; ensemble of {results['ensemble_size']} {percent(results['ensemble_test_error'])}"
+    if "test_error_chosen_on_test" in results:
+        text += (f"; chosen on test (the authors' protocol, optimistic) "
+                 f"{percent(results['test_error_chosen_on_test'])} at epoch "
+                 f"{results['epoch_chosen_on_test']}")
+    return text
+
+
 def ship_table(spec: TableSpec, cells: dict[tuple[str, str], Cell], rows: list[CellRow],
                seeds: list[int], runs_dir: Path, dest: Path) -> Path:
     """Ship every completed cell's seed 0 (``lrnets.paper.shipping``) and write ``dest/README.md``:
     the table, then per shipped cell its training time and export size, the machine and the
     command that made the table. Returns the README's path."""
     lines = ["## Shipped cells", "",
-             "| cell | folder | epochs | training time | export |", "| --- | --- | --- | --- | --- |"]
+             "| cell | folder | epochs | training time | export | test error: chosen on validation; "
+             "other networks |", "| --- | --- | --- | --- | --- | --- |"]
     for (dataset, mode), cell in cells.items():
         folder = seed_folder(runs_dir, cell, 0)
         results = read_results(folder)
@@ -438,7 +459,8 @@ def ship_table(spec: TableSpec, cells: dict[tuple[str, str], Cell], rows: list[C
         size = (f"{sum(f.stat().st_size for f in export.iterdir()) / 1e6:.2f} MB"
                 if export.is_dir() else "— (full precision)")
         lines.append(f"| {dataset} {mode} | `{shipped.relative_to(dest)}` | {results['epochs']} | "
-                     f"{'—' if hours is None else f'{hours:.2f} h'} | {size} |")
+                     f"{'—' if hours is None else f'{hours:.2f} h'} | {size} | "
+                     f"{other_networks(results)} |")
     lines += ["", "*training time*: the sum of the epochs' times, validation included (final "
               "sampling and test evaluation not counted).", "",
               f"Machine (where the table was collected; the runs were trained there): "
