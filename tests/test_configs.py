@@ -127,7 +127,7 @@ def two_layer_mlp(blocks, in_channels, num_classes, image_size, dropout):
 def test_an_architecture_is_the_function_its_config_names(tmp_path, mode, activation):
     """arch.builder: a dotted path, so a new architecture is its function alone (arch=custom,
     whose name is that path), built by every mode and activation; a path that does not import,
-    or none, is one paragraph naming it; configs of earlier versions (no builder) build their
+    or none, or another function under a named architecture's name, is one paragraph naming it; configs of earlier versions (no builder) build their
     architecture by its name, and one of an unknown name is refused."""
     cfg = compose_config(tmp_path, f"mode={mode}", f"activation={activation}", "arch=custom",
                          "arch.builder=tests.test_configs.two_layer_mlp")
@@ -141,6 +141,11 @@ def test_an_architecture_is_the_function_its_config_names(tmp_path, mode, activa
         build_network(cfg, 1, 10, 8)
     with pytest.raises(ConfigError, match=r"^arch\.builder is not set: give the dotted path"):
         validate(compose_config(tmp_path, "arch=custom"))
+    with pytest.raises(ConfigError, match=r"^arch\.builder='tests\.test_configs\.two_layer_mlp' "
+                                          r"is not allowed with arch=lenet, whose function is "
+                                          r"lrnets\.models\.architectures\.lenet"):
+        build_network(compose_config(tmp_path, f"mode={mode}", f"activation={activation}",
+                                     "arch.builder=tests.test_configs.two_layer_mlp"), 1, 10, 8)
     earlier = compose_config(tmp_path, f"mode={mode}", f"activation={activation}", "arch=mlp")
     del earlier.arch.builder, earlier.activation.blocks
     assert body_weight_count(build_network(earlier, 1, 10, 8)) == 64 * 1200 + 1200 * 1200
@@ -162,6 +167,25 @@ def test_a_sign_run_recorded_by_an_earlier_version_reads_as_this_versions():
     assert in_current_names(recorded) == current
     relu = decisive_config(compose(["mode=binary"]))
     assert in_current_names(relu) == relu and relu["mode.layers._target_"].endswith("LRLayers")
+
+
+def test_an_earlier_sign_run_folder_builds_its_network(tmp_path):
+    """read_config of a sign run an earlier version wrote (LRLayers under the old module path,
+    no builder, blocks or lr_layers) builds the moment-propagating network it trained."""
+    from lrnets.nn.sign_layers import MomentPropagation
+    from lrnets.run_folder import CONFIG, read_config
+
+    recorded = OmegaConf.to_container(compose_config(tmp_path, "mode=binary", "activation=sign",
+                                                     "arch=mlp"), resolve=True)
+    recorded["mode"]["layers"]["_target_"] = "lrnets.layers.LRLayers"
+    for section, key in (("arch", "builder"), ("activation", "blocks"),
+                         ("activation", "lr_layers"), ("init", "start")):
+        del recorded[section][key]
+    (tmp_path / CONFIG).parent.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(recorded), tmp_path / CONFIG)
+    model = build_network(read_config(tmp_path), 1, 10, 8)
+    assert all(isinstance(layer.method, MomentPropagation)
+               for layer in discrete_layers(model).values())
 
 
 def test_a_weights_choice_recorded_by_an_earlier_version_reads_as_this_versions():

@@ -274,11 +274,14 @@ def test_batch_norm_statistics_are_those_of_the_discrete_network_after_training(
 
 
 @pytest.mark.parametrize("overrides,match", [
-    (["mode=full_precision"], r"^mode=full_precision with activation=sign builds its layers by "
-                              r"lrnets\.nn\.sign_layers\.MomentLayers, which needs distribution"),
-    (["mode=twn"], r"^mode=twn with activation=sign .* which takes no quantizer, clip"),
-    (["mode=gumbel_ternary"], r"takes no sampler .* \(activation=sign: mode=ternary or mode="),
-    (["mode.first_layer=full_precision"], "activation=sign"),
+    (["mode=full_precision"], r"^activation=sign .* mode\.layers\._target_ builds "
+                              r"FullPrecisionLayers: use mode=ternary or mode=binary"),
+    (["mode=twn"], r"mode\.layers\._target_ builds QuantizedLayers"),
+    (["mode=gumbel_ternary"], r"mode\.layers\._target_ builds SampledWeightLayers"),
+    (["mode=full_precision", "weights=ternary", "mode.first_layer=discrete"],
+     r"^weights=ternary sets the weight distribution of a discrete mode, and "
+     r"mode=full_precision has none"),
+    (["mode.first_layer=full_precision"], r"mode\.first_layer builds FullPrecisionLayers"),
     (["arch=resnet18"], "arch='resnet18'"),
 ])
 def test_what_sign_networks_cannot_do_is_refused(tmp_path, overrides, match):

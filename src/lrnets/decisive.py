@@ -5,12 +5,14 @@ full-precision reference, ``lrnets.training.reference``).
 Everything in the composed config decides the results except ``NOT_DECISIVE``: where outputs
 and data are, how the run is executed (including the LR layers' fused form, which computes
 the same maps), what it does after training; a group choice's name decides, not the path of
-its code (``dataset.reader``, ``arch.builder``, ``activation.blocks``, ``init.start``). Of the trainer, only
-how much it trains decides (``trainer.limit_train_batches``, ``trainer.max_steps``), not
-devices, precision or logging.
+its code (``dataset.reader``, ``arch.builder``, ``activation.blocks``, ``init.start``;
+``activation.lr_layers`` decides through the ``mode.layers._target_`` it fills in). Of the
+trainer, only how much it trains decides (``trainer.limit_train_batches``,
+``trainer.max_steps``), not devices, precision or logging.
 The regulariser's coefficients decide, not its name. ``in_current_names`` translates the
-settings older versions recorded under other names (``MOVED``, the weight distribution) and the
-classes they named by the paths of the modules before the subpackages (``MOVED_MODULES``).
+settings older versions recorded under other names (``MOVED``, the weight distribution), the
+classes they named by the paths of the modules before the subpackages (``MOVED_MODULES``) and
+the layers of their sign runs (``current_layers``).
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 NOT_DECISIVE = ("ckpt_path", "paths", "trainer", "eval", "task_name", "verbose", "dataset.root",
                 "dataset.num_workers", "dataset.download", "dataset.on_device", "dataset.reader",
-                "arch.builder", "activation.blocks", "init.start", "mode.layers.fused",
-                "regularizer.name")
+                "arch.builder", "activation.blocks", "activation.lr_layers", "init.start",
+                "mode.layers.fused", "regularizer.name")
 DECISIVE_TRAINER = ("trainer.limit_train_batches", "trainer.max_steps")
 MOVED = {"mode.probability_decay": "regularizer.probability_decay",  # the regularizer= group
          "mode.beta": "regularizer.beta"}
@@ -27,7 +29,7 @@ MOVED = {"mode.probability_decay": "regularizer.probability_decay",  # the regul
 MOVED_MODULES = {f"lrnets.{name}": f"lrnets.nn.{name}" for name in
                  ("layers", "distributions", "sampled_layers", "quantized_layers", "quantizers")}
 TARGET = "_target_"
-LR_LAYERS = "lrnets.nn.layers.LRLayers"
+LR_LAYERS, MOMENT_LAYERS = "lrnets.nn.layers.LRLayers", "lrnets.nn.sign_layers.MomentLayers"
 
 
 def _moved(path: object, modules: dict[str, str]) -> object:
@@ -43,6 +45,14 @@ def current_class_path(path: object) -> object:
     return _moved(path, MOVED_MODULES)
 
 
+def current_layers(target: object, activation: object) -> object:
+    """A recorded ``mode.layers._target_`` (in current class paths) as this version composes it:
+    earlier versions recorded a sign run's layers as the LR-net mode's ``LRLayers`` and made them
+    moment-propagating in code; ``activation=sign`` now names ``MomentLayers`` there
+    (``activation.lr_layers``)."""
+    return MOMENT_LAYERS if activation == "sign" and target == LR_LAYERS else target
+
+
 def first_class_path(path: object) -> object:
     """The inverse of ``current_class_path``: a ``_target_`` as the first versions named it.
     The reference folders' names hash the settings in these names, so that references trained
@@ -55,15 +65,14 @@ def in_current_names(recorded: dict[str, object]) -> dict[str, object]:
     settings, and the weight distribution of ``weights=``, which earlier versions recorded as
     ``weights.distribution.*`` (and spliced into the layers in code, over the mode's recorded
     ``mode.layers.distribution.*``) and this version composes as ``mode.layers.distribution.*``;
-    the layers of sign runs, which earlier versions recorded as ``LRLayers`` (and made
-    moment-propagating in code), as the ``MomentLayers`` ``activation=sign`` now sets; classes
-    by their current paths (``current_class_path``)."""
+    the layers of sign runs (``current_layers``); classes by their current paths
+    (``current_class_path``)."""
     current = {MOVED.get(key, key): current_class_path(value) if key.endswith(TARGET) else value
                for key, value in recorded.items()}
     old, new = "weights.distribution.", "mode.layers.distribution."
-    layers = "mode.layers._target_"  # sign runs set it to MomentLayers since activation=sign
-    if current.get("activation.name") == "sign" and current.get(layers) == LR_LAYERS:  # does
-        current[layers] = "lrnets.nn.sign_layers.MomentLayers"  # (earlier: swapped in code)
+    layers = "mode.layers._target_"
+    if layers in current:
+        current[layers] = current_layers(current[layers], current.get("activation.name"))
     spliced = {key[len(old):]: value for key, value in current.items() if key.startswith(old)}
     if spliced:
         current = {key: value for key, value in current.items()

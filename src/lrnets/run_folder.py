@@ -26,7 +26,7 @@ from typing import Literal, TypedDict
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lrnets.decisive import TARGET, current_class_path
+from lrnets.decisive import TARGET, current_class_path, current_layers
 
 CHECKPOINTS = Path("checkpoints")
 LAST = CHECKPOINTS / "last.ckpt"
@@ -161,15 +161,20 @@ def samples_error(results: Results, split: Split,
 
 def read_config(folder: Path) -> DictConfig:
     """The composed config of the run in ``folder``, with the classes an earlier version named
-    by other paths (``_target_``) in this version's (``lrnets.decisive.current_class_path``)."""
+    by other paths (``_target_``) in this version's (``lrnets.decisive.current_class_path``),
+    and the layers of its sign runs as this version's (``lrnets.decisive.current_layers``)."""
     def current(node: object) -> object:
         if isinstance(node, dict):
             return {key: current_class_path(value) if key == TARGET else current(value)
                     for key, value in node.items()}
         return [current(item) for item in node] if isinstance(node, list) else node
 
-    recorded = OmegaConf.to_container(OmegaConf.load(Path(folder) / CONFIG), resolve=False)
-    return OmegaConf.create(current(recorded))
+    recorded = current(OmegaConf.to_container(OmegaConf.load(Path(folder) / CONFIG),
+                                              resolve=False))
+    layers = recorded.get("mode", {}).get("layers")
+    if isinstance(layers, dict) and TARGET in layers:
+        layers[TARGET] = current_layers(layers[TARGET], recorded.get("activation", {}).get("name"))
+    return OmegaConf.create(recorded)
 
 
 def read_results(folder: Path) -> Results | None:

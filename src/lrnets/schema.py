@@ -138,6 +138,7 @@ class Arch:
 class Activation:  # the sign activation's options (activation=sign)
     name: str = MISSING
     blocks: str = MISSING  # the dotted path of the function that makes the blocks
+    lr_layers: str = MISSING  # the class of the LR-net modes' layers (their mode.layers._target_)
     propagation: str = _one_of("relaxed", "moments")
     temperature: float = _positive("use a positive temperature")
     bn_reestimation_batches: int = _at_least(0, "use 0 (keep the running average) or a number "

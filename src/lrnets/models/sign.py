@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from lrnets.errors import ConfigError
 from lrnets.models.architectures import LayerFamily
-from lrnets.nn.layers import DiscreteLayers, DiscreteLinear
+from lrnets.nn.layers import DiscreteLinear
 from lrnets.nn.moments import Gaussian
 from lrnets.nn.sign_layers import (GaussianMaxPool2d, MomentBatchNorm1d, MomentBatchNorm2d,
                                 MomentDropout, MomentFlatten, MomentLayers, Sign)
@@ -48,7 +48,7 @@ class SignBlocks:
     """Roth et al.'s blocks, in the authors' order: conv -> (2x2 max pool) -> batch norm -> sign,
     FC -> batch norm -> sign -> dropout, over Gaussian moments; a discrete softmax layer."""
 
-    def __init__(self, first: DiscreteLayers, layers: DiscreteLayers, sign: SignFactory):
+    def __init__(self, first: LayerFamily, layers: LayerFamily, sign: SignFactory):
         self.first, self.layers, self.sign = first, layers, sign
 
     def conv(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0,
@@ -83,11 +83,15 @@ def sign_blocks(first: LayerFamily, layers: LayerFamily, activation: Mapping) ->
     a tensor is the hard sign. Raises ``ConfigError`` for other families."""
     if getattr(first, "fixed", False) and getattr(layers, "fixed", False):
         return SignBlocks(first, layers, Sign)
-    if not (isinstance(first, MomentLayers) and isinstance(layers, MomentLayers)):
-        raise ConfigError(
-            "activation=sign trains weight distributions by probabilistic forward propagation, "
-            "so every layer must be an LR-net layer: use mode=ternary or mode=binary (optionally "
-            "with weights=...) and mode.first_layer=discrete (a real-valued layer followed by a "
-            "sign gets no gradient).")
+    for family, option in ((layers, "mode.layers._target_"), (first, "mode.first_layer")):
+        if not isinstance(family, MomentLayers):
+            raise ConfigError(
+                f"activation=sign trains weight distributions by probabilistic forward "
+                f"propagation, so every layer must be an LR-net layer propagating moments "
+                f"(lrnets.nn.sign_layers.MomentLayers), and {option} builds "
+                f"{type(family).__name__}: use mode=ternary or mode=binary (optionally with "
+                f"weights=...), which take the family activation=sign names, and "
+                f"mode.first_layer=discrete (a real-valued layer followed by a sign gets no "
+                f"gradient).")
     return SignBlocks(first, layers, partial(Sign, activation["propagation"],
                                              activation["temperature"]))

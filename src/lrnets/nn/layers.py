@@ -20,8 +20,8 @@ the layer is an ordinary convolution whatever the method. The methods:
 - a weight sample per batch (``lrnets.nn.sampled_layers``: Gumbel-softmax, stochastic
   BinaryConnect), the baselines the paper sets the trick against;
 - moment propagation through sign activations (``lrnets.nn.sign_layers.MomentPropagation``, Roth
-  et al. 2019), by the family ``MomentLayers``, which ``activation=sign`` sets as
-  ``mode.layers._target_`` over an LR-net mode's distribution.
+  et al. 2019), by the family ``MomentLayers``, which the LR-net modes' ``mode.layers._target_``
+  names under ``activation=sign`` (``${activation.lr_layers}``).
 
 A training method is a module called as ``method(layer, x)``; a new one is a class and a mode
 config. The layer families at the bottom (``FullPrecisionLayers``, ``DiscreteLayers`` and the
@@ -288,9 +288,17 @@ class DiscreteLayers:
                               method=self.method)
 
 
-class LRLayers(DiscreteLayers):
-    """LR-net layers (``mode=binary``, ``mode=ternary``): the local reparameterization trick
-    with its options ``mode.layers.eps`` and ``mode.layers.fused``."""
+class GaussianLayers(DiscreteLayers):
+    """Discrete layers trained by a method on the pre-activation's Gaussian moments
+    (``method_class``), with its options ``mode.layers.eps`` and ``mode.layers.fused``."""
+
+    method_class: type[GaussianMethod]
 
     def __init__(self, distribution: DistributionFactory, eps: float = 1e-3, fused: bool = False):
-        super().__init__(distribution, LocalReparameterization(eps, fused))
+        super().__init__(distribution, self.method_class(eps, fused))
+
+
+class LRLayers(GaussianLayers):
+    """LR-net layers (``mode=binary``, ``mode=ternary``): the local reparameterization trick."""
+
+    method_class = LocalReparameterization

@@ -20,8 +20,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from lrnets.nn.layers import (DiscreteLayer, DiscreteLayers, DistributionFactory,
-                              GaussianMethod)
+from lrnets.nn.layers import DiscreteLayer, GaussianLayers, GaussianMethod
 from lrnets.nn.moments import (Gaussian, batch_moments, linear_moments, max_pool2x2_moments,
                             relaxed_sign_sample, sign_moments)
 
@@ -47,13 +46,11 @@ class MomentPropagation(GaussianMethod):
         return Gaussian(*layer.preactivation_moments(x, self.fused))
 
 
-class MomentLayers(DiscreteLayers):
-    """The layers of sign networks (``activation=sign`` sets ``mode.layers._target_`` to this
-    family over an LR-net mode's weight distribution): trained by moment propagation, with the
-    LR-net options ``eps`` and ``fused``."""
+class MomentLayers(GaussianLayers):
+    """The LR-net modes' layers in sign networks (``activation.lr_layers`` of ``activation=sign``
+    fills in their ``mode.layers._target_``): trained by moment propagation."""
 
-    def __init__(self, distribution: DistributionFactory, eps: float = 1e-3, fused: bool = False):
-        super().__init__(distribution, MomentPropagation(eps, fused))
+    method_class = MomentPropagation
 
 
 class GaussianMaxPool2d(nn.MaxPool2d):

@@ -443,8 +443,9 @@ def other_networks(results: Results) -> str:
 def ship_table(spec: TableSpec, cells: dict[tuple[str, str], Cell], rows: list[CellRow],
                seeds: list[int], runs_dir: Path, dest: Path) -> Path:
     """Ship every completed cell's seed 0 (``lrnets.paper.shipping``) and write ``dest/README.md``:
-    the table, then per shipped cell its training time and export size, the machine and the
-    command that made the table. Returns the README's path."""
+    the table, then per shipped cell its training time, export size and test errors
+    (``other_networks``), the machine and the command that made the table. Returns the
+    README's path."""
     lines = ["## Shipped cells", "",
              "| cell | folder | epochs | training time | export | test error: chosen on validation; "
              "other networks |", "| --- | --- | --- | --- | --- | --- |"]

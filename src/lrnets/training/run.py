@@ -17,14 +17,14 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from lrnets.console import (candidate_progress, choosing_line, final_lines, progress_callbacks,
                             quiet)
-from lrnets.config import code_of
+from lrnets.config import CONF_DIR, code_of
 from lrnets.data import build_datamodule
 from lrnets.decisive import decisive_config
 from lrnets.errors import ConfigError
@@ -57,7 +57,7 @@ def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_siz
     """The architecture ``cfg.arch`` with ``cfg.activation``'s blocks, made of the layers
     ``cfg.mode.layers`` builds."""
     _check_weights_group(cfg)
-    _check_layer_options(cfg)
+    _check_named_builder(cfg)
     layers = instantiate(cfg.mode.layers)
     first = FullPrecisionLayers() if cfg.mode.first_layer == "full_precision" else layers
     model = network(cfg.arch, cfg.activation, first, layers, in_channels, num_classes,
@@ -77,23 +77,20 @@ def _check_weights_group(cfg: DictConfig) -> None:
                           "or mode=binary with it.")
 
 
-def _check_layer_options(cfg: DictConfig) -> None:
-    """Refuse a ``mode.layers`` node whose options its family does not take, or lacks, as when
-    ``activation=sign`` makes a full-precision, straight-through or sampled mode's layers
-    moment-propagating (``MomentLayers``), which only an LR-net mode's distribution fits."""
-    node = cfg.mode.layers
-    taken = inspect.signature(get_class(node._target_)).parameters
-    extra = [str(key) for key in node if not str(key).startswith("_") and key not in taken]
-    missing = [name for name, p in taken.items() if p.default is p.empty and name not in node
-               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if extra or missing:
-        wrong = "; ".join([*([f"takes no {', '.join(extra)}"] if extra else []),
-                           *([f"needs {', '.join(missing)}"] if missing else [])])
-        raise ConfigError(f"mode={cfg.mode.name} with activation={cfg.activation.name} builds its "
-                          f"layers by {node._target_}, which {wrong} (its options: "
-                          f"{', '.join(taken)}): remove the option, or choose a mode whose "
-                          f"layers it takes (activation=sign: mode=ternary or mode=binary, "
-                          f"optionally with weights=...).")
+def _check_named_builder(cfg: DictConfig) -> None:
+    """Refuse an ``arch.builder`` other than the one of the architecture its name stands for
+    (``conf/arch/<name>.yaml``): the name decides a run's results and its reference folder, so
+    another function under it would reuse that architecture's reference and read as it in
+    tables."""
+    named = CONF_DIR / "arch" / f"{cfg.arch.name}.yaml"
+    if cfg.arch.get("builder") is None or not named.is_file():
+        return
+    own = OmegaConf.load(named).get("builder")
+    if own is not None and own != cfg.arch.builder:
+        raise ConfigError(f"arch.builder={cfg.arch.builder!r} is not allowed with "
+                          f"arch={cfg.arch.name}, whose function is {own} (the name decides the "
+                          f"results and the reference): train another function as arch=custom "
+                          f"arch.builder={cfg.arch.builder}, or give it a config of its own.")
 
 
 def _fits(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> bool:
@@ -133,7 +130,7 @@ def body_weight_count(model: nn.Module) -> int:
 
 
 # The starts of configs written before ``init.start`` existed, which named the init only.
-EARLIER_STARTS = {"pretrained": f"{__name__}.start_from_reference",
+EARLIER_STARTS = {"pretrained": "lrnets.training.run.start_from_reference",
                   "random": "lrnets.training.initialization.random_start"}
 
 
@@ -281,7 +278,6 @@ def train(cfg: DictConfig) -> dict:
         write_results(out, results)
         print(final_lines(results))
     return results
-
 
 
 def chosen_on_test(cfg: DictConfig, trainer: pl.Trainer, candidates: list[dict]) -> Results:
