@@ -4,9 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import initialize_config_dir
 from omegaconf import DictConfig
 
+from lrnets import config
 from lrnets.config import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -14,9 +15,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def compose_config(tmp_path: Path, *overrides: str, run: str = "run") -> DictConfig:
-    """The config ``python train.py OVERRIDES`` would run, with its output in ``tmp_path``."""
+    """The config ``python train.py OVERRIDES`` would run, with its output in ``tmp_path``;
+    ``ConfigError`` where they do not compose (``lrnets.config.compose_config``)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=[
+        return config.compose_config([
             f"paths.output_dir={tmp_path / run}", f"paths.log_dir={tmp_path}",
             "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", *overrides])
 

@@ -50,12 +50,12 @@ def _contents(folder: Path) -> dict[Path, bytes]:
 
 @pytest.mark.parametrize("overrides,message", [
     (["init.p_min=0.9", "init.p_max=0.5"], r"init\.p_min=0\.9 .*smaller than init\.p_max=0\.5"),
-    (["init.p_min=0"], r"init\.p_min=0 .*strictly between 0 and 1"),
+    (["init.p_min=0"], r"init\.p_min=0\.0 .*strictly between 0 and 1"),
     (["init.p_max=1.5"], r"init\.p_max=1\.5 .*strictly between 0 and 1"),
     (["train.epochs=-1"], r"train\.epochs=-1 .*>= 0"),
     (["regularizer.probability_decay=-0.001"], r"regularizer\.probability_decay=-0\.001 .*>= 0"),
-    (["train.weight_decay=-1"], r"train\.weight_decay=-1 .*>= 0"),
-    (["train.lr=0"], r"train\.lr=0 .*must be positive"),
+    (["train.weight_decay=-1"], r"train\.weight_decay=-1\.0 .*>= 0"),
+    (["train.lr=0"], r"train\.lr=0\.0 .*must be positive"),
     (["eval.num_samples=0"], r"eval\.num_samples=0 .*at least 1"),
     (["train.lr=fast"], r"train\.lr='fast' .*use a number"),
     (["eval.num_samples=2.5"], r"eval\.num_samples=2\.5 .*use an integer"),
@@ -65,7 +65,7 @@ def _contents(folder: Path) -> dict[Path, bytes]:
     (["dataset.val_size=-5"], r"dataset\.val_size=-5 .*at least 1 training example"),
     (["init.reference.lr_milestones=[1.5]"], r"init\.reference\.lr_milestones=\[1\.5\] .*list"),
     (["eval.recalibrate_bn=maybe"], r"eval\.recalibrate_bn='maybe' .*true or false"),
-    (["+train.logit_lr=0"], r"train\.logit_lr=0 .*positive learning rate for the logits"),
+    (["train.logit_lr=0"], r"train\.logit_lr=0\.0 .*positive learning rate for the logits"),
     (["+mode.x=1"], r"mode\.x=1 is not allowed: mode has no option 'x'; its options: name, "
                     r"layers, first_layer, weight_decay_scope\."),  # added keys nothing reads
     (["+eval.ensemble_size=2"], r"eval\.ensemble_size=2 .*eval has no option 'ensemble_size'"),
@@ -77,10 +77,9 @@ def test_out_of_range_values_are_refused_before_anything_is_written(finished_run
     """Also when continuing an existing run: its files stay as they were."""
     out = Path(finished_run.paths.output_dir)
     before = _contents(out)
-    cfg = compose_config(out.parent, "dataset=synthetic", "debug=fast", "arch=mlp",
-                         "mode=full_precision", "ckpt_path=last", *overrides)
-    with pytest.raises(ConfigError, match=message):
-        train(cfg)
+    with pytest.raises(ConfigError, match=message):  # as it composes, or as the run starts
+        train(compose_config(out.parent, "dataset=synthetic", "debug=fast", "arch=mlp",
+                             "mode=full_precision", "ckpt_path=last", *overrides))
     assert _contents(out) == before
 
 

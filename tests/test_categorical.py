@@ -133,7 +133,9 @@ def test_custom_grid_from_the_command_line(tmp_path):
     assert all(layer.distribution.values.tolist() == [-2, -1, 0, 1, 2] for layer in layers)
 
 
-def test_weights_need_a_discrete_mode(tmp_path):
-    cfg = compose_config(tmp_path, "mode=full_precision", "weights=quinary")
-    with pytest.raises(ConfigError, match="weights=quinary"):
-        build_network(cfg, 1, 10, 28)
+@pytest.mark.parametrize("mode", ["full_precision", "twn"])
+def test_weights_need_a_discrete_mode(tmp_path, mode):
+    """The mode's layers' schema has no distribution for the grid to set (lrnets.schema)."""
+    with pytest.raises(ConfigError, match=r"weights=quinary sets the weight distribution of a "
+                                          r"discrete mode, and this mode's layers take none"):
+        compose_config(tmp_path, f"mode={mode}", "weights=quinary")

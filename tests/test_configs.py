@@ -1,4 +1,5 @@
 """Every choice of every config group composes, and what it describes can be built."""
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from lrnets.training.evaluation import discrete_layers
 from lrnets.training.run import body_weight_count, build_network, initialise
 from tests.conftest import compose_config
 
-GROUPS = ["arch", "mode", "weights", "activation", "init", "trainer", "debug", "dataset"]
+SCHEMA_CHECKED = ["arch", "mode", "activation", "init", "dataset", "regularizer"]  # not the open
+GROUPS = ["arch", "mode", "weights", "activation", "init", "trainer", "debug", "dataset",
+          "regularizer"]
 CHOICES = [(g, p.stem) for g in GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment" / "paper").glob("*.yaml"))
 
@@ -34,6 +37,11 @@ def test_group_choice_composes_and_builds(tmp_path, group, choice):
              ("arch", "custom"): ["arch.builder=lrnets.models.architectures.mlp"]
              }.get((group, choice), [])
     cfg = compose_config(tmp_path, f"{group}={choice}", *extra)
+    validate(cfg)
+    if group in SCHEMA_CHECKED:  # composed over the schema its YAML file names
+        assert dataclasses.is_dataclass(OmegaConf.get_type(cfg[group]))
+    if group == "mode":
+        assert dataclasses.is_dataclass(OmegaConf.get_type(cfg.mode.layers))
     if group == "debug":  # a global package: it shortens the schedule
         assert cfg.train.epochs == 1 and cfg.init.reference.epochs == 1
     if group in ("arch", "mode", "weights", "activation", "dataset"):
@@ -43,6 +51,23 @@ def test_group_choice_composes_and_builds(tmp_path, group, choice):
     if group == "trainer":
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
         assert trainer.max_epochs == cfg.train.epochs
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["dataset=mnist", "dataset.num_classes=5"], r"dataset has no option num_classes; its "
+                                                  r"options: name, reader, .*on_device"),
+    (["mode=twn", "mode.layers.eps=0"], r"mode\.layers has no option eps; its options: "
+                                        r"_target_, quantizer, clip"),
+    (["mode=gumbel_ternary", "mode.layers.sampler.temperature=hot"],
+     r"^mode\.layers\.sampler\.temperature='hot' is not allowed: use a number\.$"),
+    (["init=random", "init.checkpoint=x.pt"], r"init has no option checkpoint"),
+    (["activation=relu", "activation.temperature=2"], r"activation has no option temperature"),
+])
+def test_a_choice_holds_only_its_own_options_as_it_composes(tmp_path, overrides, message):
+    """Each group choice composes over its own schema (lrnets.schema), not one schema holding
+    the options of every choice."""
+    with pytest.raises(ConfigError, match=message):
+        compose_config(tmp_path, *overrides)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -184,6 +184,8 @@ def test_scoring_the_test_split_reports_the_authors_choice_beside_ours(smoke_con
     eval.every_n_epochs and at the end, as the authors' code chose its network; the lowest test
     error and its epoch are reported beside the network chosen on validation, which they do not
     change; epochs.csv has the curve, and checkpoints keep the best so far for a resume."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     from lrnets.training.epochs import epoch_rows
 
     schedule = ("init=random", "train.epochs=3", "eval.every_n_epochs=1")
@@ -201,6 +203,9 @@ def test_scoring_the_test_split_reports_the_authors_choice_beside_ours(smoke_con
                        map_location="cpu", weights_only=False)["callbacks"]
     assert {"best_on_test": {"test_error": pytest.approx(min(during)), "epoch": during.index(
         min(during)) + 1}} in saved.values()
+    events = EventAccumulator(results["paths"]["tensorboard"])
+    events.Reload()
+    assert "hparams/test_error_chosen_on_test" in events.Tags()["scalars"]  # compared in sweeps
     plain = train(smoke_config(*schedule, run="plain"))
     assert "test_error_chosen_on_test" not in plain
     assert (plain["test_error"], plain["chosen"]) == (results["test_error"], results["chosen"])

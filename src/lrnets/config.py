@@ -17,23 +17,28 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ValidationError
 
 from lrnets.decisive import MOVED
 from lrnets.errors import ConfigError
+from lrnets.schema import in_file, wrong_type  # importing it puts the schema in Hydra's ConfigStore
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 PRIMARY = "train"  # conf/train.yaml: the entry config
 
 
 def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """The config ``lrnets-train OVERRIDES`` runs (Hydra's own ``hydra.*`` settings aside).
-    Overrides that do not compose raise ``ConfigError``."""
+    """The config ``lrnets-train OVERRIDES`` runs (Hydra's own ``hydra.*`` settings aside),
+    composed over its schema (``lrnets.schema``). Overrides that do not compose, values of the
+    wrong type among them, raise ``ConfigError``."""
     inside_app = GlobalHydra.instance().is_initialized()  # lrnets-train has set Hydra up already
     with nullcontext() if inside_app else initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         try:
             return compose(PRIMARY, overrides=[o for o in overrides
                                                if not o.lstrip("+~").startswith("hydra.")])
         except HydraException as err:
+            if isinstance(err.__cause__, ValidationError) and wrong_type(err.__cause__, overrides):
+                raise ConfigError(wrong_type(err.__cause__, overrides)) from None
             raise ConfigError(f"the overrides {' '.join(overrides)} do not compose: "
                               f"{_allowed(str(err), overrides)}") from None
 
@@ -43,6 +48,12 @@ def _allowed(message: str, overrides: list[str] | tuple[str, ...]) -> str:
     options of the node an unknown key was set in, or the new place of a moved option."""
     lines = message.splitlines()
     text = lines[0]
+    grid = re.match(r"In 'weights/(\w+)'", text)
+    if grid and "full_key: mode.layers.distribution" in message:  # its layers' schema has none
+        return (f"weights={grid.group(1)} sets the weight distribution of a discrete mode, and "
+                f"this mode's layers take none: use mode=ternary or mode=binary with it")
+    if text.endswith("raised while composing config:"):  # a YAML file against its schema
+        return in_file(message)
     starts = [i for i, line in enumerate(lines) if line.startswith("Available options in")]
     if starts:  # an unknown option of a group: Hydra lists the group's options, tab-indented
         options = []

@@ -9,7 +9,9 @@ its code (``dataset.reader``, ``arch.builder``, ``activation.blocks``, ``init.st
 ``activation.lr_layers`` decides through the ``mode.layers._target_`` it fills in). Of the
 trainer, only how much it trains decides (``trainer.limit_train_batches``,
 ``trainer.max_steps``), not devices, precision or logging.
-The regulariser's coefficients decide, not its name. ``in_current_names`` translates the
+The regulariser's coefficients decide, not its name; the options the schema gives every config
+(``ADDED``: ``train.logit_lr``, ``weights``, ``init.reference`` under ``init=random``) only where
+they are set. ``in_current_names`` translates the
 settings older versions recorded under other names (``MOVED``, the weight distribution), the
 classes they named by the paths of the modules before the subpackages (``MOVED_MODULES``) and
 the layers of their sign runs (``current_layers``).
@@ -28,6 +30,12 @@ MOVED = {"mode.probability_decay": "regularizer.probability_decay",  # the regul
 # The modules configs name classes from (``_target_``), by their paths before the subpackages.
 MOVED_MODULES = {f"lrnets.{name}": f"lrnets.nn.{name}" for name in
                  ("layers", "distributions", "sampled_layers", "quantized_layers", "quantizers")}
+# Options the schema gives every config since it is in the ConfigStore (lrnets.schema), with
+# the value that means what their absence meant: left out of the decisive settings where they
+# hold it, so that runs and references recorded without them still match.
+ADDED = {"train.logit_lr": None,  # train.lr for the logits too
+         "weights": None,  # the mode's own weight distribution
+         "init.reference": None}  # init=random: no reference
 TARGET = "_target_"
 LR_LAYERS, MOMENT_LAYERS = "lrnets.nn.layers.LRLayers", "lrnets.nn.sign_layers.MomentLayers"
 
@@ -93,14 +101,14 @@ def decides(key: str) -> bool:
 
 def decisive_config(cfg: DictConfig) -> dict[str, object]:
     """The settings that decide a run's results, flattened to ``{"train.lr": 0.01, ...}``
-    (the trainer's always present, None where unset)."""
+    (the trainer's always present, None where unset; the ``ADDED`` ones only where set)."""
     flat: dict[str, object] = {}
 
     def visit(prefix: str, value: object) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
                 visit(f"{prefix}.{key}" if prefix else str(key), item)
-        elif decides(prefix):
+        elif decides(prefix) and not (prefix in ADDED and value == ADDED[prefix]):
             flat[prefix] = value
 
     # The groups left out are not resolved: their interpolations (``${hydra:...}``) need not

@@ -2,8 +2,9 @@
 
 A reader takes the ``dataset`` config and the loader settings and returns the Lightning data
 module (``lrnets.data.modules``). Adding a data set is its config (``conf/dataset/<name>.yaml``,
-with ``reader: lrnets.data.readers.<name>`` or a reader of its own anywhere importable) and,
-where none fits, its reader.
+over the schema of its kind, ``- /schema/dataset/in_memory@dataset``, with
+``reader: lrnets.data.readers.<name>`` or a reader of its own anywhere importable) and, where
+none fits, its reader.
 """
 from __future__ import annotations
 

@@ -143,10 +143,9 @@ class SampledEvaluation(pl.Callback):
         module.log("val/acc_sampled_mean", summary[selection_key(key, "mean")] or most_probable)
         module.log("val/acc_most_probable", most_probable)
         if self.score_test:
-            error = lowest_test_error(summary["candidates"], self.kwargs["recalibrate_bn"])
-            module.log("test/acc_sampled_best", 1 - error)
-            if self.best_on_test is None or error < self.best_on_test["test_error"]:
-                self.best_on_test = {"test_error": error, "epoch": epoch}
+            now = lowest_on_test(summary["candidates"], self.kwargs["recalibrate_bn"], epoch)
+            module.log("test/acc_sampled_best", 1 - now["test_error"])
+            self.best_on_test = lower_on_test(self.best_on_test, now)
 
     def state_dict(self) -> dict:
         return {"best_on_test": self.best_on_test}
@@ -155,10 +154,17 @@ class SampledEvaluation(pl.Callback):
         self.best_on_test = state_dict.get("best_on_test")
 
 
-def lowest_test_error(candidates: list[dict], recalibrated: bool) -> float:
-    """The lowest test error among scored ``candidates`` (``Selection`` scores), with batch
-    norm as the selection uses it (re-estimated when ``recalibrated``)."""
-    return 1 - max(c[score_key("test", recalibrated)] for c in candidates)
+def lowest_on_test(candidates: list[dict], recalibrated: bool, epoch: int) -> dict:
+    """``{"test_error", "epoch"}`` of the lowest test error among ``candidates`` scored at
+    ``epoch`` (``Selection`` scores), with batch norm as the selection uses it (re-estimated when
+    ``recalibrated``)."""
+    return {"test_error": 1 - max(c[score_key("test", recalibrated)] for c in candidates),
+            "epoch": epoch}
+
+
+def lower_on_test(best: dict | None, now: dict) -> dict:
+    """The lower of two ``lowest_on_test`` records; ``best`` (the earlier) on a tie."""
+    return now if best is None or now["test_error"] < best["test_error"] else best
 
 
 class BatchNormReestimation(pl.Callback):

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from lrnets.config import compose_config
 from lrnets.decisive import TARGET, decisive_config, first_class_path
@@ -48,10 +48,7 @@ def reference_config(cfg: DictConfig) -> DictConfig:
     # Replaced, not merged; what only discrete runs read (the initialisation, the logits'
     # learning rate) is the plain config's, so that it does not name another reference.
     ref.mode, ref.regularizer, ref.init = plain.mode, plain.regularizer, plain.init
-    with open_dict(ref.train):
-        ref.train.pop("logit_lr", None)
-    if ref.get("weights") is not None:
-        ref.weights = None
+    ref.train.logit_lr, ref.weights = None, None
     ref.activation = plain.activation  # sign nets start from ReLU
     ref.paths.output_dir = str(Path(cfg.paths.reference_dir) / reference_key(ref))
     return ref

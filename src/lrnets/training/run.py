@@ -8,7 +8,6 @@ weights), ``tensorboard/`` and ``results.json``.
 """
 from __future__ import annotations
 
-import inspect
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import LearningRateMonitor
@@ -37,7 +36,7 @@ from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK
 from lrnets.schema import validate
 from lrnets.seeding import EpochSeed
 from lrnets.training.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
-                                      SampledEvaluation, lowest_test_error)
+                                      SampledEvaluation, lower_on_test, lowest_on_test)
 from lrnets.training.cpu_memory import keep_freed_memory
 from lrnets.training.discrete_checkpoint import (discrete_meta, save_discrete_network,
                                         save_quantized_network)
@@ -56,7 +55,6 @@ from lrnets.training.summary import summary_text
 def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_size: int) -> Network:
     """The architecture ``cfg.arch`` with ``cfg.activation``'s blocks, made of the layers
     ``cfg.mode.layers`` builds."""
-    _check_weights_group(cfg)
     _check_named_builder(cfg)
     layers = instantiate(cfg.mode.layers)
     first = FullPrecisionLayers() if cfg.mode.first_layer == "full_precision" else layers
@@ -64,17 +62,6 @@ def build_network(cfg: DictConfig, in_channels: int, num_classes: int, image_siz
                     image_size, cfg.train.dropout)
     configure_batch_norm(model, cfg.train.bn_momentum, cfg.train.bn_eps)
     return model
-
-
-def _check_weights_group(cfg: DictConfig) -> None:
-    """``weights=`` composes a weight distribution into ``mode.layers``: refuse it for a mode
-    whose layers take none (full precision, the straight-through baselines)."""
-    if cfg.get("weights") is None:
-        return
-    if "distribution" not in inspect.signature(get_class(cfg.mode.layers._target_)).parameters:
-        raise ConfigError(f"weights={cfg.weights.name} sets the weight distribution of a "
-                          f"discrete mode, and mode={cfg.mode.name} has none: use mode=ternary "
-                          "or mode=binary with it.")
 
 
 def _check_named_builder(cfg: DictConfig) -> None:
@@ -286,12 +273,9 @@ def chosen_on_test(cfg: DictConfig, trainer: pl.Trainer, candidates: list[dict])
     earlier on a tie); nothing without it."""
     if not cfg.eval.score_test:
         return {}
-    best = {"test_error": lowest_test_error(candidates, cfg.eval.recalibrate_bn),
-            "epoch": trainer.current_epoch}
     scored = next((c for c in trainer.callbacks if isinstance(c, SampledEvaluation)), None)
-    if scored is not None and scored.best_on_test is not None \
-            and scored.best_on_test["test_error"] <= best["test_error"]:
-        best = scored.best_on_test
+    best = lower_on_test(scored.best_on_test if scored is not None else None,
+                         lowest_on_test(candidates, cfg.eval.recalibrate_bn, trainer.current_epoch))
     return {"test_error_chosen_on_test": best["test_error"], "epoch_chosen_on_test": best["epoch"]}
 
 
@@ -316,8 +300,8 @@ def _log_final(trainer: pl.Trainer, cfg: DictConfig, results: Results) -> None:
     experiment = getattr(trainer.logger, "experiment", None)
     if experiment is None or not trainer.is_global_zero:
         return
-    errors = {key: value for key, value in results.items()
-              if key.endswith("_error") and isinstance(value, float)}
+    errors = {key: value for key, value in results.items() if isinstance(value, float)
+              and (key.endswith("_error") or key == "test_error_chosen_on_test")}
     for key, value in errors.items():
         experiment.add_scalar(f"final/{key}", value, trainer.global_step)
     settings = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
