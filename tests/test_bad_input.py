@@ -1,6 +1,7 @@
 """Bad input gives one clear paragraph and a non-zero exit, and loses nothing already written:
 config values, init checkpoints and data files."""
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -10,13 +11,17 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
+from hydra import initialize_config_dir
 from PIL import Image
 from torchvision import datasets
 
+from lrnets import config
+from lrnets.config import CONF_DIR
 from lrnets.data import DataError
 from lrnets.data.files import IDX_FILES, load_cifar10, load_mnist_like
 from lrnets.data.modules import ImageFolderDataModule
 from lrnets.errors import ConfigError
+from lrnets.schema import validate
 from lrnets.training.run import train
 from tests.conftest import REPO, compose_config
 
@@ -25,9 +30,10 @@ from tests.conftest import REPO, compose_config
     ("mode=quaternary", 2, "Could not find 'mode/quaternary'; allowed: binary, binaryconnect"),
     ("train.epoch=3", 2, "train has no option epoch; its options: epochs, batch_size"),
     ("train.epochs=ten", 2, "train.epochs='ten' is not allowed: use an integer"),
-], ids=["unknown-choice", "unknown-key", "wrong-type"])
+    ("-m seed=1,abc", 2, "seed='abc' is not allowed: use an integer"),  # each sweep value
+], ids=["unknown-choice", "unknown-key", "wrong-type", "multirun"])
 def test_command_line_rejects_bad_config_in_one_paragraph(tmp_path, override, status, message):
-    proc = subprocess.run([sys.executable, "train.py", "dataset=synthetic", override,
+    proc = subprocess.run([sys.executable, "train.py", "dataset=synthetic", *override.split(),
                            f"paths.log_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == status
@@ -174,3 +180,26 @@ def test_image_folder_with_an_unreadable_image(tmp_path, smoke_config):
                        "dataset.val_size=1", "dataset.num_workers=0", "train.batch_size=2")
     with pytest.raises(DataError, match=f"the image {bad} cannot be read"):
         train(cfg)
+
+
+def test_a_yaml_file_is_checked_against_its_schema_and_must_name_one(tmp_path):
+    """A value of the wrong type in a config file is named with the file and what is allowed;
+    a group's file without its schema line is refused, naming the line to add."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "experiment" / "bad.yaml").write_text("# @package _global_\ntrain:\n  epochs: ten\n")
+    (conf / "dataset" / "bare.yaml").write_text(
+        (conf / "dataset" / "synthetic.yaml").read_text().replace(
+            "  - /schema/dataset/synthetic@dataset", ""))
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        with pytest.raises(ConfigError, match=r"experiment/bad sets train\.epochs='ten', which "
+                                              r"is not allowed: use an integer"):
+            config.compose_config(["experiment=bad"])
+        with pytest.raises(ConfigError, match=r"^dataset was not composed over a schema: add "
+                                              r"'- /schema/dataset/<name>@dataset'"):
+            validate(config.compose_config(["dataset=bare"]))
+
+
+def test_a_custom_grid_without_values_names_the_option(tmp_path):
+    with pytest.raises(ConfigError, match=r"^weights\.values is not set: give the grid's values"):
+        validate(compose_config(tmp_path, "weights=custom"))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from lrnets.config import CONF_DIR, PRIMARY, compose_config
@@ -19,16 +20,33 @@ from lrnets.training.run import train
 
 def main() -> None:
     """``lrnets-train OVERRIDES``: overrides that do not compose (an unknown option, a moved one
-    such as ``mode.beta``) print one paragraph and exit with status 2 before Hydra starts; a
-    multirun (``-m``) leaves them to Hydra."""
+    such as ``mode.beta``, a value of the wrong type) print one paragraph and exit with status 2
+    before Hydra starts; for a multirun (``-m``), every value of each sweep is checked so."""
     args = sys.argv[1:]
-    if not {"-m", "--multirun"} & set(args):
-        try:
-            compose_config([arg for arg in args if "=" in arg and not arg.startswith("-")])
-        except ConfigError as err:
-            print(f"lrnets: error: {err}", file=sys.stderr)
-            sys.exit(2)
+    overrides = [arg for arg in args if "=" in arg and not arg.startswith("-")]
+    try:
+        for job in sweep_values(overrides) if {"-m", "--multirun"} & set(args) else [overrides]:
+            compose_config(job)
+    except ConfigError as err:
+        print(f"lrnets: error: {err}", file=sys.stderr)
+        sys.exit(2)
     run()
+
+
+def sweep_values(overrides: list[str]) -> list[list[str]]:
+    """Jobs of the sweep ``overrides`` that hold every value of each sweep at least once (the
+    other sweeps at their first value); none where Hydra's parser cannot list them (it then
+    reports them itself)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        values = [list(o.sweep_string_iterator()) if o.is_sweep_override()
+                  else [o.get_value_element_as_str()] for o in parsed]
+    except Exception:  # Hydra's grammar errors, sweeps it cannot enumerate (interval)
+        return []
+    keys = [o.get_key_element() for o in parsed]
+    first = [f"{key}={vals[0]}" for key, vals in zip(keys, values)]
+    return [first] + [first[:i] + [f"{keys[i]}={value}"] + first[i + 1:]
+                      for i, vals in enumerate(values) for value in vals[1:]]
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=PRIMARY)

@@ -37,15 +37,18 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
             return compose(PRIMARY, overrides=[o for o in overrides
                                                if not o.lstrip("+~").startswith("hydra.")])
         except HydraException as err:
-            if isinstance(err.__cause__, ValidationError) and wrong_type(err.__cause__, overrides):
-                raise ConfigError(wrong_type(err.__cause__, overrides)) from None
+            typed = wrong_type(err.__cause__, overrides) \
+                if isinstance(err.__cause__, ValidationError) else None
+            if typed:
+                raise ConfigError(typed) from None
             raise ConfigError(f"the overrides {' '.join(overrides)} do not compose: "
-                              f"{_allowed(str(err), overrides)}") from None
+                              f"{_allowed(err, overrides)}") from None
 
 
-def _allowed(message: str, overrides: list[str] | tuple[str, ...]) -> str:
+def _allowed(err: HydraException, overrides: list[str] | tuple[str, ...]) -> str:
     """Hydra's composition error in one line, with what is allowed: a group's options, the
     options of the node an unknown key was set in, or the new place of a moved option."""
+    message = str(err)
     lines = message.splitlines()
     text = lines[0]
     grid = re.match(r"In 'weights/(\w+)'", text)
@@ -76,8 +79,10 @@ def _allowed(message: str, overrides: list[str] | tuple[str, ...]) -> str:
         except HydraException:
             node = None
         if isinstance(node, DictConfig):
-            return f"{text} {parent} has no option {key}; its options: {', '.join(node)}"
-    return text
+            options = ", ".join(k for k in node if not str(k).startswith("_"))
+            return f"{text} {parent} has no option {key}; its options: {options or 'none'}"
+    cause = str(err.__cause__).splitlines() if err.__cause__ is not None else []
+    return f"{text} ({cause[0]})" if cause else text  # Hydra's reason, where it gave one
 
 
 def code_of(group: str, node: Mapping, key: str, earlier: Mapping[str, str]) -> Callable:

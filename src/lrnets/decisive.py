@@ -10,8 +10,8 @@ its code (``dataset.reader``, ``arch.builder``, ``activation.blocks``, ``init.st
 trainer, only how much it trains decides (``trainer.limit_train_batches``,
 ``trainer.max_steps``), not devices, precision or logging.
 The regulariser's coefficients decide, not its name; the options the schema gives every config
-(``ADDED``: ``train.logit_lr``, ``weights``, ``init.reference`` under ``init=random``) only where
-they are set. ``in_current_names`` translates the
+(``ADDED``: ``train.logit_lr``, ``weights``, ``init.reference`` under ``init=random``,
+``weights.values``) only where they are set. ``in_current_names`` translates the
 settings older versions recorded under other names (``MOVED``, the weight distribution), the
 classes they named by the paths of the modules before the subpackages (``MOVED_MODULES``) and
 the layers of their sign runs (``current_layers``).
@@ -35,7 +35,8 @@ MOVED_MODULES = {f"lrnets.{name}": f"lrnets.nn.{name}" for name in
 # hold it, so that runs and references recorded without them still match.
 ADDED = {"train.logit_lr": None,  # train.lr for the logits too
          "weights": None,  # the mode's own weight distribution
-         "init.reference": None}  # init=random: no reference
+         "init.reference": None,  # init=random: no reference
+         "weights.values": None}  # weights=ternary_sigmoid: the mode's parameterisation
 TARGET = "_target_"
 LR_LAYERS, MOMENT_LAYERS = "lrnets.nn.layers.LRLayers", "lrnets.nn.sign_layers.MomentLayers"
 

@@ -1,7 +1,7 @@
 """The config schema: each option's type and allowed range, beside each other, in the ConfigStore.
 
 Each section is a dataclass; each group choice names its own in its defaults list
-(``conf/dataset/mnist.yaml``: ``- in_memory@dataset``), so Hydra composes every config over
+(``conf/dataset/mnist.yaml``: ``- /schema/dataset/in_memory@dataset``), so Hydra composes every config over
 its schema and OmegaConf converts and type-checks each value as it is composed (``"3"``
 becomes 3, ``"ten"`` for an integer is refused, and so is a key a choice's YAML file has that
 its schema does not). A choice holds only its own options: the synthetic data's
@@ -9,11 +9,13 @@ its schema does not). A choice holds only its own options: the synthetic data's
 straight-through mode. Nodes the schema leaves open (``Any``) are the arguments of the
 objects a config constructs (``_target_``: their constructor checks them), Hydra's paths, the
 trainer's arguments and the weight grid. Defaults stay in the YAML files: the schema holds no
-values, except those of the options only some choices set (``train.logit_lr``, ``weights``),
-whose ``None`` means what their absence meant before (``lrnets.decisive.ADDED``).
+values, except those of the options only some choices set (``train.logit_lr``, ``weights``,
+``init.reference`` under ``init=random``), whose ``None`` means what their absence meant before
+(``lrnets.decisive.ADDED``).
 
 ``validate``, right after composition and before any file is written, checks what composition
-cannot: the ranges (``allowed(check, text)`` on a field), options left unset (``???``), keys
+cannot: that each group's section was composed over a schema (a YAML file without its schema
+line is refused, naming it), the ranges (``allowed(check, text)`` on a field), options left unset (``???``), keys
 added with ``+`` that a section does not have (``+mode.x=1``), and options that bound each other.
 A wrong value stops the run with one paragraph naming the option, the value and what is allowed
 (``ConfigError``, exit status 2); ``wrong_type`` words OmegaConf's type errors so.
@@ -110,10 +112,15 @@ class SyntheticDataset(InMemoryDataset):
     num_classes: int = _at_least(2, "a classifier needs at least 2 classes")
 
 
+def _choice(section: str) -> Any:
+    """A group's section: the schema of its choice (``schema/<section>/*``) fills it in."""
+    return field(default=MISSING, metadata={"schema": section})
+
+
 @dataclass
 class Mode:  # every mode; its layers are one of the families below
     name: str = MISSING
-    layers: Any = MISSING
+    layers: Any = _choice("layers")
     first_layer: str = _one_of("discrete", "full_precision")
     weight_decay_scope: str = allowed(lambda v: v in ("last", "all"), "choose 'last' (the "
                                       "softmax layer only) or 'all'")
@@ -208,6 +215,13 @@ class PretrainedInit(Init):  # from a full-precision network (init=pretrained)
 
 
 @dataclass
+class Weights:  # a weight grid (weights=), read through mode.layers.distribution
+    name: str = MISSING
+    values: Optional[List[float]] = described("give the grid's values, such as [-1, 0, 1]")
+    # null: the mode's own parameterisation (weights=ternary_sigmoid)
+
+
+@dataclass
 class Eval:
     num_samples: int = _at_least(1, "sample at least 1 network")
     ensemble: int = _at_least(0, "use 0 (no ensemble) or the number of sampled networks to "
@@ -228,35 +242,45 @@ class Config:  # conf/train.yaml; each group's section is its choice's schema
     verbose: bool = MISSING
     train: Train = _section(Train)
     eval: Eval = _section(Eval)
-    dataset: Any = MISSING
-    arch: Any = MISSING
-    mode: Any = MISSING
-    regularizer: Any = MISSING
-    activation: Any = MISSING
-    init: Any = MISSING
-    weights: Any = None  # the weight grid, read through mode.layers.distribution
+    dataset: Any = _choice("dataset")
+    arch: Any = _choice("arch")
+    mode: Any = _choice("mode")
+    regularizer: Any = _choice("regularizer")
+    activation: Any = _choice("activation")
+    init: Any = _choice("init")
+    weights: Any = None  # a Weights, where weights= is chosen
     paths: Any = MISSING  # Hydra and the run folder
     trainer: Any = MISSING  # pytorch_lightning.Trainer's arguments
 
 
 # Where the YAML files find them: `- /schema/<section>/<name>@<section>` in a choice's defaults.
 SCHEMAS = {"config": Config,
-           "dataset/dataset": Dataset, "dataset/in_memory": InMemoryDataset,
+           "dataset/in_memory": InMemoryDataset,
            "dataset/image_folders": ImageFolders, "dataset/synthetic": SyntheticDataset,
            "mode/mode": Mode, "layers/full_precision": Constructed,
            "layers/lr": LRLayers, "layers/sampled": SampledLayers,
            "layers/quantized": QuantizedLayers, "sampler/gumbel": GumbelSampler,
            "regularizer/regularizer": Regularizer, "arch/arch": Arch,
            "activation/activation": Activation, "activation/sign": SignActivation,
-           "init/init": Init, "init/pretrained": PretrainedInit}
+           "init/init": Init, "init/pretrained": PretrainedInit, "weights/weights": Weights}
 for _path, _node in SCHEMAS.items():
     _group, _, _name = f"schema/{_path}".rpartition("/")
     ConfigStore.instance().store(group=_group, name=_name, node=_node)
 
-_BY_NAME = {cls.__name__: cls for cls in SCHEMAS.values()}
+def _with_sections(cls: type) -> list[type]:
+    return [cls] + [c for f in dataclasses.fields(cls) if dataclasses.is_dataclass(f.default_factory)
+                    for c in _with_sections(f.default_factory)]
+
+
+_BY_NAME = {c.__name__: c for cls in SCHEMAS.values() for c in _with_sections(cls)}
 _KINDS = {int: "use an integer", float: "use a number", bool: "use true or false",
           str: "use a string", Optional[str]: "use a string, or null",
-          Optional[float]: "use a number, or null", List[int]: _EPOCHS}  # lr_milestones
+          Optional[float]: "use a number, or null", List[int]: _EPOCHS,  # lr_milestones
+          Optional[List[float]]: "use a list of numbers, such as [-1, 0, 1]"}  # weights.values
+
+
+def _field(cls: type, name: str) -> dataclasses.Field | None:
+    return next((f for f in dataclasses.fields(cls) if f.name == name), None)
 
 
 def in_file(message: str) -> str:
@@ -266,6 +290,14 @@ def in_file(message: str) -> str:
     lines = [line.strip() for line in message.splitlines()]
     where = re.match(r"In '(.+)':", lines[0])
     key = re.search(r"full_key: (\S+)", message)
+    value = re.match(r"Value '(.*)' of type '\w+' could not be converted", lines[1]) \
+        if len(lines) > 1 else None
+    kind = re.search(r"object_type=(\w+)", message)
+    found = _field(_BY_NAME[kind.group(1)], key.group(1).rpartition(".")[2]) \
+        if value and key and kind and kind.group(1) in _BY_NAME else None
+    if found is not None and found.type in _KINDS:
+        return (f"{where.group(1) if where else 'a config file'} sets "
+                f"{key.group(1)}={value.group(1)!r}, which is not allowed: {_KINDS[found.type]}")
     unknown = re.match(r"Key '(.+)' not in '(\w+)'", lines[1]) if len(lines) > 1 else None
     if unknown and key and unknown.group(2) in _BY_NAME:
         options = [f.name for f in dataclasses.fields(_BY_NAME[unknown.group(2)])
@@ -278,10 +310,6 @@ def in_file(message: str) -> str:
 
 def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-
-
-def _field(cls: type, name: str) -> dataclasses.Field | None:
-    return next((f for f in dataclasses.fields(cls) if f.name == name), None)
 
 
 def wrong_type(err: ValidationError, overrides: list[str] | tuple[str, ...]) -> str | None:
@@ -317,6 +345,13 @@ def _validate(cls: type, cfg: DictConfig, prefix: str) -> None:
     for f in dataclasses.fields(cls):
         node = cfg._get_node(f.name)
         kind = OmegaConf.get_type(node) if OmegaConf.is_dict(node) else None
+        if "schema" in f.metadata and not dataclasses.is_dataclass(kind):
+            section = f.metadata["schema"]
+            names = sorted(p.rpartition("/")[2] for p in SCHEMAS if p.startswith(section + "/"))
+            raise ConfigError(f"{prefix}{f.name} was not composed over a schema: add "
+                              f"'- /schema/{section}/<name>@{prefix}{f.name}' (<name>: "
+                              f"{', '.join(names)}) to the defaults list of its YAML file, as "
+                              f"the files of lrnets/conf/ have (lrnets.schema).")
         if dataclasses.is_dataclass(kind):  # a section, or a group's choice: what it holds
             _validate(kind, cfg[f.name], f"{prefix}{f.name}.")
         elif "check" in f.metadata and not f.metadata["check"](_plain(cfg[f.name])):

@@ -186,7 +186,7 @@ def train(cfg: DictConfig) -> dict:
         model, lr=cfg.train.lr, lr_milestones=list(cfg.train.lr_milestones),
         lr_gamma=cfg.train.lr_gamma, weight_decay=cfg.train.weight_decay,
         weight_decay_scope=cfg.mode.weight_decay_scope, probability_decay=cfg.regularizer.probability_decay,
-        beta=cfg.regularizer.beta, logit_lr=cfg.train.get("logit_lr"),
+        beta=cfg.regularizer.beta, logit_lr=cfg.train.logit_lr,
     )
     trainer = build_trainer(cfg, out, discrete)
     if trainer.is_global_zero:  # instead of Lightning's summary
@@ -206,7 +206,7 @@ def train(cfg: DictConfig) -> dict:
 
     results: Results = {
         "status": "completed", "dataset": cfg.dataset.name, "arch": cfg.arch.name,
-        "mode": cfg.mode.name, "weights": cfg.weights.name if cfg.get("weights") else None,
+        "mode": cfg.mode.name, "weights": cfg.weights.name if cfg.weights else None,
         "activation": cfg.activation.name, "seed": cfg.seed, "epochs": trainer.current_epoch,
         "epochs_configured": cfg.train.epochs, "body_weights": body_weight_count(model),
         **init_info,
