@@ -21,7 +21,7 @@ from omegaconf.errors import ValidationError
 
 from lrnets.decisive import MOVED
 from lrnets.errors import ConfigError
-from lrnets.schema import in_file, wrong_type  # importing it puts the schema in Hydra's ConfigStore
+from lrnets.schema import in_file, listed, wrong_type  # importing it puts the schema in Hydra's ConfigStore
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 PRIMARY = "train"  # conf/train.yaml: the entry config
@@ -79,7 +79,7 @@ def _allowed(err: HydraException, overrides: list[str] | tuple[str, ...]) -> str
         except HydraException:
             node = None
         if isinstance(node, DictConfig):
-            options = ", ".join(k for k in node if not str(k).startswith("_"))
+            options = listed(node)
             return f"{text} {parent} has no option {key}; its options: {options or 'none'}"
     cause = str(err.__cause__).splitlines() if err.__cause__ is not None else []
     return f"{text} ({cause[0]})" if cause else text  # Hydra's reason, where it gave one

@@ -279,6 +279,12 @@ _KINDS = {int: "use an integer", float: "use a number", bool: "use true or false
           Optional[List[float]]: "use a list of numbers, such as [-1, 0, 1]"}  # weights.values
 
 
+def listed(names: Any) -> str:
+    """A section's option ``names`` as an error lists them: the keys of constructed objects
+    (``_target_``, ``_partial_``) left out."""
+    return ", ".join(str(n) for n in names if not str(n).startswith("_"))
+
+
 def _field(cls: type, name: str) -> dataclasses.Field | None:
     return next((f for f in dataclasses.fields(cls) if f.name == name), None)
 
@@ -300,11 +306,10 @@ def in_file(message: str) -> str:
                 f"{key.group(1)}={value.group(1)!r}, which is not allowed: {_KINDS[found.type]}")
     unknown = re.match(r"Key '(.+)' not in '(\w+)'", lines[1]) if len(lines) > 1 else None
     if unknown and key and unknown.group(2) in _BY_NAME:
-        options = [f.name for f in dataclasses.fields(_BY_NAME[unknown.group(2)])
-                   if not f.name.startswith("_")]
+        options = listed(f.name for f in dataclasses.fields(_BY_NAME[unknown.group(2)]))
         section = key.group(1).rpartition(".")[0] or "the config"
         return (f"{where.group(1) if where else 'a config file'} sets {key.group(1)}, which is "
-                f"not an option of {section} here (its options: {', '.join(options) or 'none'})")
+                f"not an option of {section} here (its options: {options or 'none'})")
     return " ".join(lines[:2]) + (f" ({key.group(1)})" if key else "")
 
 
@@ -332,7 +337,7 @@ def _validate(cls: type, cfg: DictConfig, prefix: str) -> None:
     declared = [f.name for f in dataclasses.fields(cls)]
     for key in cfg:  # added by +: a section's schema cannot refuse them
         if key not in declared:
-            options = ", ".join(k for k in cfg if k != key and not str(k).startswith("_"))
+            options = listed(k for k in cfg if k != key)
             where = f"{prefix[:-1]} has" if prefix else "the config has"
             raise ConfigError(f"{prefix}{key}={_plain(cfg._get_node(key))!r} is not allowed: "
                               f"{where} no option {key!r}; "
