@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from hydra import initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lrnets import config
 from lrnets.config import CONF_DIR
@@ -28,4 +28,21 @@ def smoke_config(tmp_path):
     """Compose a seconds-long synthetic-data run: ``smoke_config(*overrides, run=name)``."""
     def make(*overrides: str, run: str = "run") -> DictConfig:
         return compose_config(tmp_path, "dataset=synthetic", "debug=fast", *overrides, run=run)
+    return make
+
+
+@pytest.fixture
+def trained_run(smoke_config):
+    """Train a synthetic run and leave its folder as ``train.py`` does, with its
+    ``.hydra/config.yaml``: ``trained_run(name, *overrides)`` -> the folder."""
+    from lrnets.run_folder import CONFIG
+    from lrnets.training.run import train
+
+    def make(name: str, *overrides: str) -> Path:
+        cfg = smoke_config(*overrides, run=name)
+        train(cfg)
+        out = Path(cfg.paths.output_dir)
+        (out / CONFIG).parent.mkdir()
+        OmegaConf.save(cfg, out / CONFIG)
+        return out
     return make

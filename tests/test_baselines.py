@@ -291,9 +291,11 @@ def test_compare_methods_tabulates_a_sweep_in_job_order(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 4 and lines[0].startswith("| dataset | mode |")
-    assert lines[2] == "| mnist | twn | 1 | 1.83% | 2.00% | — | — | one per output channel | 61 s |"
-    assert lines[3] == "| mnist | ternary | 1 | 1.23% | 2.00% | 1.25% | 1.31 ± 0.04% | — | 61 s |"
+    assert len(lines) == 4 and lines[0].startswith("| run | dataset | mode |")
+    assert lines[2] == ("| 2_mnist_twn | mnist | twn | 1 | 1.83% | 2.00% | — | — | "
+                        "one per output channel | 61 s |")
+    assert lines[3] == ("| 10_mnist_ternary | mnist | ternary | 1 | 1.23% | 2.00% | 1.25% | "
+                        "1.31 ± 0.04% | — | 61 s |")
 
 
 # MNIST (slow): every method from the same shortened full-precision reference.

@@ -3,18 +3,16 @@ where the Gaussian approximation holds from one where it cannot, and the script 
 figure from runs."""
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
 from lrnets.data.synthetic import synthetic_arrays
 from lrnets.data.transforms import UnitRange
 from lrnets.paper.figures import first_and_last_layers, ks_distance, ks_noise_level, neuron_preactivations
 from lrnets.training.evaluation import discrete_layers
-from lrnets.training.run import build_network, train
+from lrnets.training.run import build_network
 from tests.conftest import REPO
 
 
@@ -64,27 +62,17 @@ def test_figure1_distance_is_large_for_nearly_deterministic_weights(smoke_config
         assert distance > 0.3, (panel, distance)
 
 
-def _trained(smoke_config, name: str, *overrides: str) -> Path:
-    """A finished synthetic run with its .hydra/config.yaml, as train.py leaves it."""
-    cfg = smoke_config(*overrides, run=name)
-    train(cfg)
-    out = Path(cfg.paths.output_dir)
-    (out / ".hydra").mkdir()
-    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
-    return out
-
-
 @pytest.mark.slow
-def test_make_figures_draws_every_figure_from_runs(smoke_config, tmp_path):
-    ternary = _trained(smoke_config, "ternary", "mode=ternary")
+def test_make_figures_draws_every_figure_from_runs(trained_run, tmp_path):
+    ternary = trained_run("ternary", "mode=ternary")
     runs = {
         "ternary": ternary / "checkpoints" / "network.pt",  # a checkpoint stands for its run
         "mnist_ternary": ternary, "lr_10_epochs": ternary,
-        "mnist_binary": _trained(smoke_config, "binary", "mode=binary"),
-        "mnist_full_precision": _trained(smoke_config, "fp", "mode=full_precision"),
+        "mnist_binary": trained_run("binary", "mode=binary"),
+        "mnist_full_precision": trained_run("fp", "mode=full_precision"),
     }
-    runs["ternary_no_decay"] = runs["gumbel_10_epochs"] = _trained(  # figure 4 plots any two runs
-        smoke_config, "no_decay", "mode=ternary", "regularizer=none")
+    runs["ternary_no_decay"] = runs["gumbel_10_epochs"] = trained_run(  # figure 4 plots any two runs
+        "no_decay", "mode=ternary", "regularizer=none")
     out = tmp_path / "figures"
     report = load_script("make_figures").main(
         ["--out", str(out), "--draws", "2000", *(f"--run={role}={path}" for role, path in runs.items())])

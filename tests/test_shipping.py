@@ -3,6 +3,8 @@ alone reproduces the run's test error, and ``lrnets.pretrained`` in one line."""
 import csv
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from lrnets.paper.cells import Cell
 from lrnets.paper.shipping import EPOCHS, EXPORT, SHIPPED, ship_run, shipped_cells
 from lrnets.paper.tables import TABLE1, build_rows, ship_table
 from lrnets.training.run import train
-from tests.conftest import SHARED_DATA, compose_config
+from tests.conftest import REPO, SHARED_DATA, compose_config
 
 DATA = os.environ.get("LRNETS_DATA") or str(SHARED_DATA)
 
@@ -83,6 +85,38 @@ def test_the_table_script_ships_its_cells_with_a_readme(runs, tmp_path):
     text = readme.read_text()
     assert "| synthetic ternary | `synthetic/ternary` | 1 |" in text and "Machine" in text
     assert (tmp_path / "results" / "synthetic" / "ternary" / EXPORT / "manifest.json").is_file()
+
+
+def test_experiments_are_tabulated_by_their_changes_and_recorded_without_export(trained_run,
+                                                                             tmp_path):
+    """``scripts/compare_methods.py --base --record``: each run's changes to the base run, read
+    from the composed configs, and its results and curves kept (no export, no checkpoints)."""
+    common = ("mode=ternary", "init=random", "trainer.log_every_n_steps=1", "eval.ensemble=2")
+    base = trained_run("runs/base", *common)
+    trained_run("runs/lr", *common, "train.lr=0.02", "eval.recalibrate_bn=true")
+    proc = subprocess.run([sys.executable, "scripts/compare_methods.py", str(tmp_path / "runs"),
+                           "--base", str(base), "--record", str(tmp_path / "record")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    header, _, *rows = proc.stdout.splitlines()[:4]
+    assert header.endswith("| ensemble test error | changes from runs/base |")
+    assert rows[0].startswith("| base | synthetic | ternary |")
+    assert rows[0].endswith("| (the base run) |")
+    assert rows[1].startswith("| lr |")
+    assert rows[1].endswith("| `eval.recalibrate_bn=true` `train.lr=0.02` |")
+    for run in ("base", "lr"):
+        kept = tmp_path / "record" / run
+        assert sorted(p.name for p in kept.iterdir()) == sorted([EPOCHS, "results.json"])
+        assert "paths" not in json.loads((kept / "results.json").read_text())
+    readme = (tmp_path / "record" / "README.md").read_text()
+    assert header in readme and "Command: `python scripts/compare_methods.py " in readme
+
+
+def test_compare_methods_with_a_base_needs_each_runs_config(shipped, tmp_path):
+    proc = subprocess.run([sys.executable, "scripts/compare_methods.py", str(shipped),
+                           "--base", str(shipped / "synthetic" / "ternary")],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "missing: " in proc.stderr and "config.yaml" in proc.stderr
 
 
 SHIPPED_EXPORTS = sorted(cell / EXPORT for cell in shipped_cells(SHIPPED).values()

@@ -25,8 +25,9 @@ SHIPPED = Path(__file__).resolve().parents[3] / "results"  # the checkout's resu
 EXPORT, EPOCHS = "export", "epochs.csv"
 
 
-def ship_run(run_dir: Path, dest: Path) -> Path:
-    """Copy the run in ``run_dir`` into the shipped cell ``dest`` (replacing what was there)."""
+def ship_run(run_dir: Path, dest: Path, with_export: bool = True) -> Path:
+    """Copy the run in ``run_dir`` into the shipped cell ``dest`` (replacing what was there);
+    ``with_export=False`` keeps its results and curves only (an experiment's record)."""
     results = read_results(run_dir)
     if results is None or results.get("status") != "completed":
         raise ConfigError(f"{run_dir} is not a completed run (no {RESULTS} with status "
@@ -36,7 +37,7 @@ def ship_run(run_dir: Path, dest: Path) -> Path:
     dest.mkdir(parents=True)
     write_results(dest, {k: v for k, v in results.items() if k != "paths"})  # this machine's folders
     write_epochs_csv(run_dir, dest / EPOCHS)
-    if (run_dir / DISCRETE).is_file():
+    if with_export and (run_dir / DISCRETE).is_file():
         export(run_dir, dest / EXPORT, with_onnx=True)
     return dest
 
