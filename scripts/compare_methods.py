@@ -17,9 +17,11 @@ Experiments, each one change to a base run:
 
 ``--base`` adds the column of the settings in which each run differs from ``BASE_RUN`` (those
 that decide its results, ``lrnets.decisive``, and its ``eval`` options, read from each run's
-composed config). ``--record DEST`` also keeps each completed run's results.json and per-epoch
-CSV in ``DEST/<run>/`` (``lrnets.paper.shipping.ship_run``, without an export) and writes the
-table with its command to ``DEST/README.md``.
+composed config; an ``eval`` option a run's version did not have reads ``unset``).
+``--record DEST`` also keeps each completed run's results.json and per-epoch CSV in
+``DEST/<run>/`` (the run's label, ``/`` written ``_``; ``lrnets.paper.shipping.ship_run``,
+without an export) and writes the table with its command to ``DEST/README.md``. In the
+checkout's results/ a record goes to ``results/experiments/<name>``.
 """
 from __future__ import annotations
 
@@ -30,45 +32,74 @@ import shlex
 import sys
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from lrnets.console import percent, spread
 from lrnets.decisive import decisive_config
-from lrnets.paper.shipping import ship_run
+from lrnets.errors import ConfigError
+from lrnets.paper.shipping import EXPERIMENTS, SHIPPED, ship_run
 from lrnets.run_folder import (CONFIG, RESULTS, Results, most_probable_error, read_config,
                                read_results)
 
 COLUMNS = ["run", "dataset", "mode", "epochs", "test error", "val error",
            "most probable network test error", "samples test error (mean ± std)",
            "multiplications", "wall time"]
-ENSEMBLE, ON_TEST = "ensemble test error", "chosen on test (authors' protocol): test error, epoch"
+Run = tuple[str, Path, Results]  # (label, folder, results)
 
 
-def row(run: str, results: Results) -> list[str]:
-    """One table row from a run's results.json (without the optional columns)."""
+def row(label: str, results: Results) -> list[str]:
+    """One table row from a run's results.json (without the optional columns); a run that has
+    not completed is named so in its test error's place."""
     recalibrated = bool(results.get("recalibrated_bn"))
-    return [run, results["dataset"], results["mode"], str(results["epochs"]),
-            percent(results["test_error"]), percent(results["val_error"]),
+    status = results.get("status", "completed")
+    test = percent(results.get("test_error")) if status == "completed" else status
+    wall = results.get("wall_time_s")
+    return [label, results.get("dataset", "—"), results.get("mode", "—"),
+            str(results.get("epochs", "—")), test, percent(results.get("val_error")),
             percent(most_probable_error(results, "test", recalibrated)),
             spread(results, "test", recalibrated),
-            results.get("multiplications", "—"), f"{results['wall_time_s']:.0f} s"]
+            results.get("multiplications", "—"), "—" if wall is None else f"{wall:.0f} s"]
+
+
+def ensemble_error(results: Results) -> str:
+    """``eval.ensemble``: the test error of the sampled networks' average softmax."""
+    if "ensemble_test_error" not in results:
+        return "—"
+    return f"{percent(results['ensemble_test_error'])} ({results['ensemble_size']} networks)"
+
+
+def chosen_on_test(results: Results) -> str:
+    """``eval.score_test``: the lowest test error of any network scored, and its epoch."""
+    if "test_error_chosen_on_test" not in results:
+        return "—"
+    return f"{percent(results['test_error_chosen_on_test'])}, epoch {results['epoch_chosen_on_test']}"
+
+
+OPTIONAL = {"ensemble test error": ensemble_error,
+            "chosen on test (authors' protocol, optimistic)": chosen_on_test}
 
 
 def settings(folder: Path) -> dict[str, object]:
-    """The settings that decide the run's results, and its ``eval`` options (``eval.*``)."""
-    cfg = read_config(folder)
-    flat = decisive_config(cfg)
-    flat.update({f"eval.{key}": value
-                 for key, value in OmegaConf.to_container(cfg.eval, resolve=True).items()})
+    """The settings that decide the run's results, and its ``eval`` options (``eval.*``);
+    ``ConfigError`` for a composed config that cannot be read."""
+    try:
+        cfg = read_config(folder)
+        flat = decisive_config(cfg)
+        flat.update({f"eval.{key}": value
+                     for key, value in OmegaConf.to_container(cfg.eval, resolve=True).items()})
+    except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"{folder / CONFIG} is not a run's composed config that can be read "
+                          f"({type(err).__name__}: {err}).") from None
     return flat
 
 
-def changes(folder: Path, base: dict[str, object]) -> str:
-    """``key=value`` for every setting of the run in ``folder`` that differs from ``base``."""
-    own = settings(folder)
+def changes(own: dict[str, object], base: dict[str, object]) -> str:
+    """``key=value`` for every setting in ``own`` that differs from ``base``."""
     keys = sorted(key for key in set(own) | set(base) if own.get(key) != base.get(key))
     return " ".join(f"`{key}={override_value(own.get(key, 'unset'))}`" for key in keys) \
-        or "(the base run)"
+        or "no change in the settings that decide results or in eval"
 
 
 def override_value(value: object) -> str:
@@ -76,52 +107,68 @@ def override_value(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def markdown_table(runs: list[tuple[str, Path, Results]], base: Path | None = None) -> str:
-    """The table of ``(label, folder, results)`` runs; with ``base``, each run's changes to it."""
-    columns = list(COLUMNS)
-    extra = {ENSEMBLE: lambda r: percent(r.get("ensemble_test_error")),
-             ON_TEST: lambda r: (f"{percent(r['test_error_chosen_on_test'])}, "
-                                 f"{r['epoch_chosen_on_test']}")
-             if "test_error_chosen_on_test" in r else "—"}
-    extra = {name: cell for name, cell in extra.items()
-             if any(cell(results) != "—" for _, _, results in runs)}
-    columns += list(extra)
-    base_settings = None if base is None else settings(base)
-    if base_settings is not None:
-        columns.append(f"changes from {label_of(base)}")
+def markdown_table(runs: list[Run], base: dict[str, object] | None = None,
+                   base_folder: Path | None = None) -> str:
+    """The table of ``runs``; with the ``base`` run's ``settings`` (its folder ``base_folder``),
+    each run's changes to it."""
+    optional = {name: cell for name, cell in OPTIONAL.items()
+                if any(cell(results) != "—" for _, _, results in runs)}
+    columns = COLUMNS + list(optional) + ([] if base is None else ["changes from the base run"])
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for label, folder, results in runs:
-        cells = row(label, results) + [cell(results) for cell in extra.values()]
-        if base_settings is not None:
-            cells.append(changes(folder, base_settings))
+        cells = row(label, results) + [cell(results) for cell in optional.values()]
+        if base is not None:
+            cells.append("(the base run)" if folder.resolve() == base_folder.resolve()
+                         else changes(settings(folder), base))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def collect(folder: Path) -> list[tuple[str, Path, Results]]:
-    """Every run under ``folder`` (a sweep, several, or one run), in the order of their paths,
-    labelled by their path below ``folder`` (a run named itself: by its last two folders)."""
+def collect(folder: Path) -> list[Run]:
+    """Every run under ``folder`` (a sweep, several, or one run) but references, in the order
+    of their paths, labelled by their path below ``folder`` (a run named itself: by its last
+    two folders, ``mnist_ternary/seed0``)."""
     files = sorted(folder.rglob(RESULTS.name),  # numbered sweep jobs: 2_... before 10_...
                    key=lambda f: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(f))])
     runs = [f.parent for f in files if "references" not in f.parts]
-    return [(str(run.relative_to(folder)) if run != folder else label_of(run), run,
-             read_results(run)) for run in runs]
+    whole = folder.resolve()
+    return [(str(run.relative_to(folder)) if run != folder else f"{whole.parent.name}/{whole.name}",
+             run, read_results(run)) for run in runs]
 
 
-def label_of(run: Path) -> str:
-    """A run folder named on its own, by its last two folders (``mnist_ternary/seed0``)."""
-    return f"{run.parent.name}/{run.name}"
-
-
-def record(runs: list[tuple[str, Path, Results]], table: str, dest: Path, title: str) -> Path:
-    """Keep the completed runs' results and curves under ``dest`` and the table in its
-    README.md (with the command that wrote it); returns the README's path."""
+def record_folders(runs: list[Run], dest: Path) -> dict[Path, Path]:
+    """Where ``--record DEST`` keeps each completed run: ``DEST/<label with / as _>``. Raises
+    ``ConfigError`` where two runs would share a folder, where one would be kept over a run
+    being read, and for a ``DEST`` in the shipped cells' folder other than
+    ``results/experiments/<name>``."""
+    shipped = SHIPPED.resolve()
+    where = dest.resolve()
+    if where.is_relative_to(shipped) and where.parent != shipped / EXPERIMENTS:
+        raise ConfigError(f"--record {dest}: in {shipped} experiments are kept in "
+                          f"{shipped / EXPERIMENTS}/<name>, not among the shipped cells.")
+    folders: dict[Path, Path] = {}
     for label, folder, results in runs:
-        if results.get("status") == "completed":
-            ship_run(folder, dest / label.replace("/", "_"), with_export=False)
+        if results.get("status") != "completed":
+            continue
+        kept = dest / label.replace("/", "_")
+        if kept in folders.values():
+            raise ConfigError(f"--record {dest}: two runs would be kept in {kept}; give folders "
+                              f"whose runs have different names.")
+        if kept.resolve().is_relative_to(folder.resolve()) or \
+                folder.resolve().is_relative_to(kept.resolve()):
+            raise ConfigError(f"--record {dest}: {kept} would replace the run {folder} it is "
+                              f"read from; record into another folder.")
+        folders[folder] = kept
+    return folders
+
+
+def record(runs: list[Run], table: str, dest: Path, title: str, command: str) -> Path:
+    """Keep the completed runs' results and curves under ``dest`` (``record_folders``) and the
+    table in its README.md with ``command``; returns the README's path."""
+    for folder, kept in record_folders(runs, dest).items():
+        ship_run(folder, kept, with_export=False)
     readme = dest / "README.md"
-    readme.write_text(f"# {title}\n\n{table}\n\nCommand: "
-                      f"`python {shlex.join(['scripts/compare_methods.py', *sys.argv[1:]])}`\n")
+    readme.write_text(f"# {title}\n\n{table}\n\nCommand: `{command}`\n")
     return readme
 
 
@@ -132,21 +179,26 @@ def main(argv: list[str] | None = None) -> None:
                         help="a run folder: add the settings each run changes from it")
     parser.add_argument("--record", type=Path, metavar="DEST",
                         help="keep the runs' results and curves and the table under DEST")
-    parser.add_argument("--title", default="Runs compared", help="the heading of DEST/README.md")
+    parser.add_argument("--title", default="Runs compared",
+                        help="with --record: the heading of DEST/README.md")
     args = parser.parse_args(argv)
     runs = [run for folder in args.folders for run in collect(folder)]
     if not runs:
         parser.error(f"no results.json under {', '.join(map(str, args.folders))}")
-    if args.base:
-        missing = [str(f / CONFIG) for f in [args.base, *(f for _, f, _ in runs)]
-                   if not (f / CONFIG).is_file()]
-        if missing:
-            parser.error(f"--base compares the runs' composed configs; missing: "
-                         f"{', '.join(missing)}")
-    table = markdown_table(runs, args.base)
-    print(table)
-    if args.record:
-        print(f"recorded: {record(runs, table, args.record, args.title)}")
+    try:
+        if args.base:
+            for folder in [args.base, *(folder for _, folder, _ in runs)]:
+                if not (folder / CONFIG).is_file():
+                    raise ConfigError(f"--base compares the runs' composed configs: "
+                                      f"{folder / CONFIG} is missing.")
+        table = markdown_table(runs, settings(args.base) if args.base else None, args.base)
+        print(table)
+        if args.record:
+            command = shlex.join(["python", "scripts/compare_methods.py",
+                                  *(sys.argv[1:] if argv is None else argv)])
+            print(f"recorded: {record(runs, table, args.record, args.title, command)}")
+    except ConfigError as err:
+        parser.error(str(err))
 
 
 if __name__ == "__main__":

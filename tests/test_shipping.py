@@ -3,12 +3,14 @@ alone reproduces the run's test error, and ``lrnets.pretrained`` in one line."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import lrnets
 from lrnets.errors import ConfigError
@@ -16,6 +18,7 @@ from lrnets.export.runner import ExportedConv2d, ExportedLinear, evaluate_export
 from lrnets.paper.cells import Cell
 from lrnets.paper.shipping import EPOCHS, EXPORT, SHIPPED, ship_run, shipped_cells
 from lrnets.paper.tables import TABLE1, build_rows, ship_table
+from lrnets.run_folder import CONFIG
 from lrnets.training.run import train
 from tests.conftest import REPO, SHARED_DATA, compose_config
 
@@ -87,36 +90,89 @@ def test_the_table_script_ships_its_cells_with_a_readme(runs, tmp_path):
     assert (tmp_path / "results" / "synthetic" / "ternary" / EXPORT / "manifest.json").is_file()
 
 
-def test_experiments_are_tabulated_by_their_changes_and_recorded_without_export(trained_run,
-                                                                             tmp_path):
-    """``scripts/compare_methods.py --base --record``: each run's changes to the base run, read
-    from the composed configs, and its results and curves kept (no export, no checkpoints)."""
-    common = ("mode=ternary", "init=random", "trainer.log_every_n_steps=1", "eval.ensemble=2")
-    base = trained_run("runs/base", *common)
-    trained_run("runs/lr", *common, "train.lr=0.02", "eval.recalibrate_bn=true")
-    proc = subprocess.run([sys.executable, "scripts/compare_methods.py", str(tmp_path / "runs"),
-                           "--base", str(base), "--record", str(tmp_path / "record")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+def compare_methods(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "scripts/compare_methods.py", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory) -> Path:
+    """Two synthetic runs as train.py leaves them (``base``, and ``lr`` with two changes) and
+    one that stopped (``stopped``: its results.json and the base's config), under
+    ``<tmp>/runs``."""
+    tmp = tmp_path_factory.mktemp("experiments")
+    common = ("dataset=synthetic", "debug=fast", "mode=ternary", "init=random",
+              "trainer.log_every_n_steps=1", "eval.ensemble=2")
+    for name, extra in (("base", ()), ("lr", ("train.lr=0.02", "eval.recalibrate_bn=true"))):
+        cfg = compose_config(tmp, *common, *extra, run=f"runs/{name}")
+        train(cfg)
+        (tmp / "runs" / name / CONFIG).parent.mkdir()
+        OmegaConf.save(cfg, tmp / "runs" / name / CONFIG)
+    (tmp / "runs" / "stopped" / CONFIG).parent.mkdir(parents=True)
+    shutil.copy(tmp / "runs" / "base" / CONFIG, tmp / "runs" / "stopped" / CONFIG)
+    (tmp / "runs" / "stopped" / "results.json").write_text(json.dumps(
+        {"status": "interrupted", "signal": "SIGTERM", "dataset": "synthetic", "mode": "ternary",
+         "epochs": 1}))
+    return tmp
+
+
+def test_experiments_are_tabulated_by_their_changes_and_recorded_without_export(experiments):
+    """``--base --record``: each run's changes to the base run, read from the composed configs,
+    and each completed run's results and curves kept (no export, no checkpoints)."""
+    runs, dest = experiments / "runs", experiments / "record"
+    proc = compare_methods(str(runs), "--base", str(runs / "base"), "--record", str(dest),
+                           "--title", "Two runs")
     assert proc.returncode == 0, proc.stderr
-    header, _, *rows = proc.stdout.splitlines()[:4]
-    assert header.endswith("| ensemble test error | changes from runs/base |")
+    header, _, *rows = proc.stdout.splitlines()[:5]
+    assert header.endswith("| ensemble test error | changes from the base run |")
     assert rows[0].startswith("| base | synthetic | ternary |")
-    assert rows[0].endswith("| (the base run) |")
+    assert "(2 networks)" in rows[0] and rows[0].endswith("| (the base run) |")
     assert rows[1].startswith("| lr |")
     assert rows[1].endswith("| `eval.recalibrate_bn=true` `train.lr=0.02` |")
+    assert rows[2].startswith("| stopped | synthetic | ternary | 1 | interrupted |")
+    assert sorted(p.name for p in dest.iterdir()) == ["README.md", "base", "lr"]
     for run in ("base", "lr"):
-        kept = tmp_path / "record" / run
-        assert sorted(p.name for p in kept.iterdir()) == sorted([EPOCHS, "results.json"])
-        assert "paths" not in json.loads((kept / "results.json").read_text())
-    readme = (tmp_path / "record" / "README.md").read_text()
-    assert header in readme and "Command: `python scripts/compare_methods.py " in readme
+        assert sorted(p.name for p in (dest / run).iterdir()) == sorted([EPOCHS, "results.json"])
+        assert "paths" not in json.loads((dest / run / "results.json").read_text())
+    readme = (dest / "README.md").read_text()
+    assert readme.startswith("# Two runs\n") and header in readme
+    assert f"Command: `python scripts/compare_methods.py {runs} --base {runs / 'base'}" in readme
 
 
-def test_compare_methods_with_a_base_needs_each_runs_config(shipped, tmp_path):
-    proc = subprocess.run([sys.executable, "scripts/compare_methods.py", str(shipped),
-                           "--base", str(shipped / "synthetic" / "ternary")],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "missing: " in proc.stderr and "config.yaml" in proc.stderr
+@pytest.mark.parametrize("args,message", [
+    (("{runs}", "--record", "{runs}/lr"), "would replace the run"),
+    (("{runs}/base", "{runs}/base", "--record", "{tmp}/rec"), "two runs would be kept"),
+    (("{runs}/base", "--record", str(SHIPPED / "mnist")), "experiments are kept in"),
+])
+def test_a_record_replaces_no_run_and_no_shipped_cell(experiments, tmp_path, args, message):
+    proc = compare_methods(*(a.format(runs=experiments / "runs", tmp=tmp_path) for a in args))
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (experiments / "runs" / "lr" / "base").exists()
+
+
+def test_a_run_that_cannot_be_shipped_leaves_the_folder_as_it_was(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps({"status": "completed"}))
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / EPOCHS).write_text("epoch\n")
+    with pytest.raises(ConfigError, match="TensorBoard events"):
+        ship_run(tmp_path / "run", tmp_path / "dest")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest", "run"]
+    assert (tmp_path / "dest" / EPOCHS).read_text() == "epoch\n"
+
+
+def test_experiment_records_are_not_shipped_cells(shipped):
+    (shipped / "experiments" / "some_run").mkdir(parents=True)
+    (shipped / "experiments" / "some_run" / "results.json").write_text("{}")
+    try:
+        assert list(shipped_cells(shipped)) == ["synthetic_ternary"]
+    finally:
+        shutil.rmtree(shipped / "experiments")
+
+
+def test_compare_methods_with_a_base_needs_each_runs_config(shipped):
+    proc = compare_methods(str(shipped), "--base", str(shipped / "synthetic" / "ternary"))
+    assert proc.returncode == 2 and "config.yaml is missing" in proc.stderr
 
 
 SHIPPED_EXPORTS = sorted(cell / EXPORT for cell in shipped_cells(SHIPPED).values()

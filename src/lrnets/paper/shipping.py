@@ -6,6 +6,10 @@ Each shipped cell holds what a user needs and nothing a run folder needs to cont
     results/<dataset>/<mode>/epochs.csv     its per-epoch curves (``lrnets.training.epochs``)
     results/<dataset>/<mode>/export/        discrete cells: ``lrnets-export``'s files
 
+Experiments (each a change to a shipped cell's run) are kept as records, not cells:
+``results/experiments/<name>/<run>/`` holds a run's results.json and epochs.csv and
+``results/experiments/<name>/README.md`` their table (``scripts/compare_methods.py --record``).
+
 ``lrnets-eval results/<dataset>/<mode>/export`` reproduces the shipped test error from those
 files alone, and ``lrnets.pretrained("<dataset>_<mode>")`` is the network as a plain module.
 """
@@ -23,28 +27,40 @@ from lrnets.training.epochs import write_epochs_csv
 
 SHIPPED = Path(__file__).resolve().parents[3] / "results"  # the checkout's results/
 EXPORT, EPOCHS = "export", "epochs.csv"
+EXPERIMENTS = "experiments"  # results/experiments/<name>/: scripts/compare_methods.py --record
 
 
 def ship_run(run_dir: Path, dest: Path, with_export: bool = True) -> Path:
-    """Copy the run in ``run_dir`` into the shipped cell ``dest`` (replacing what was there);
+    """Copy the run in ``run_dir`` into the shipped cell ``dest``, replacing what was there once
+    the copy is complete (a run that cannot be shipped leaves ``dest`` as it was);
     ``with_export=False`` keeps its results and curves only (an experiment's record)."""
     results = read_results(run_dir)
     if results is None or results.get("status") != "completed":
         raise ConfigError(f"{run_dir} is not a completed run (no {RESULTS} with status "
                           f"completed): only finished runs are shipped.")
+    partial = dest.with_name(dest.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    try:
+        write_results(partial, {k: v for k, v in results.items() if k != "paths"})  # no folders
+        write_epochs_csv(run_dir, partial / EPOCHS)
+        if with_export and (run_dir / DISCRETE).is_file():
+            export(run_dir, partial / EXPORT, with_onnx=True)
+    except BaseException:
+        shutil.rmtree(partial)
+        raise
     if dest.exists():
         shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    write_results(dest, {k: v for k, v in results.items() if k != "paths"})  # this machine's folders
-    write_epochs_csv(run_dir, dest / EPOCHS)
-    if with_export and (run_dir / DISCRETE).is_file():
-        export(run_dir, dest / EXPORT, with_onnx=True)
+    partial.rename(dest)
     return dest
 
 
 def shipped_cells(root: Path = SHIPPED) -> dict[str, Path]:
-    """``"<dataset>_<mode>"`` -> the cell's folder, for every shipped cell under ``root``."""
-    cells = [path.parent for path in sorted(Path(root).glob(f"*/*/{RESULTS}"))]
+    """``"<dataset>_<mode>"`` -> the cell's folder, for every shipped cell under ``root``
+    (``experiments/`` holds records of runs, not cells)."""
+    cells = [path.parent for path in sorted(Path(root).glob(f"*/*/{RESULTS}"))
+             if path.parts[-3] != EXPERIMENTS]
     return {f"{cell.parent.name}_{cell.name}": cell for cell in cells}
 
 
