@@ -83,7 +83,10 @@ OPTIONAL = {"ensemble test error": ensemble_error,
 
 def settings(folder: Path) -> dict[str, object]:
     """The settings that decide the run's results, and its ``eval`` options (``eval.*``);
-    ``ConfigError`` for a composed config that cannot be read."""
+    ``ConfigError`` for a composed config that is missing or cannot be read."""
+    if not (folder / CONFIG).is_file():
+        raise ConfigError(f"--base compares the runs' composed configs: {folder / CONFIG} is "
+                          f"missing.")
     try:
         cfg = read_config(folder)
         flat = decisive_config(cfg)
@@ -167,6 +170,7 @@ def record(runs: list[Run], table: str, dest: Path, title: str, command: str) ->
     table in its README.md with ``command``; returns the README's path."""
     for folder, kept in record_folders(runs, dest).items():
         ship_run(folder, kept, with_export=False)
+    dest.mkdir(parents=True, exist_ok=True)  # where no run has completed
     readme = dest / "README.md"
     readme.write_text(f"# {title}\n\n{table}\n\nCommand: `{command}`\n")
     return readme
@@ -186,11 +190,6 @@ def main(argv: list[str] | None = None) -> None:
     if not runs:
         parser.error(f"no results.json under {', '.join(map(str, args.folders))}")
     try:
-        if args.base:
-            for folder in [args.base, *(folder for _, folder, _ in runs)]:
-                if not (folder / CONFIG).is_file():
-                    raise ConfigError(f"--base compares the runs' composed configs: "
-                                      f"{folder / CONFIG} is missing.")
         table = markdown_table(runs, settings(args.base) if args.base else None, args.base)
         print(table)
         if args.record:

@@ -31,18 +31,20 @@ def smoke_config(tmp_path):
     return make
 
 
-@pytest.fixture
-def trained_run(smoke_config):
-    """Train a synthetic run and leave its folder as ``train.py`` does, with its
-    ``.hydra/config.yaml``: ``trained_run(name, *overrides)`` -> the folder."""
+def train_as_cli(cfg: DictConfig) -> Path:
+    """Train ``cfg`` and leave its folder as ``train.py`` does, with its ``.hydra/config.yaml``;
+    returns the folder."""
     from lrnets.run_folder import CONFIG
     from lrnets.training.run import train
 
-    def make(name: str, *overrides: str) -> Path:
-        cfg = smoke_config(*overrides, run=name)
-        train(cfg)
-        out = Path(cfg.paths.output_dir)
-        (out / CONFIG).parent.mkdir()
-        OmegaConf.save(cfg, out / CONFIG)
-        return out
-    return make
+    train(cfg)
+    out = Path(cfg.paths.output_dir)
+    (out / CONFIG).parent.mkdir()
+    OmegaConf.save(cfg, out / CONFIG)
+    return out
+
+
+@pytest.fixture
+def trained_run(smoke_config):
+    """A trained synthetic run's folder (``train_as_cli``): ``trained_run(name, *overrides)``."""
+    return lambda name, *overrides: train_as_cli(smoke_config(*overrides, run=name))

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 import lrnets
 from lrnets.errors import ConfigError
@@ -20,7 +19,7 @@ from lrnets.paper.shipping import EPOCHS, EXPORT, SHIPPED, ship_run, shipped_cel
 from lrnets.paper.tables import TABLE1, build_rows, ship_table
 from lrnets.run_folder import CONFIG
 from lrnets.training.run import train
-from tests.conftest import REPO, SHARED_DATA, compose_config
+from tests.conftest import REPO, SHARED_DATA, compose_config, train_as_cli
 
 DATA = os.environ.get("LRNETS_DATA") or str(SHARED_DATA)
 
@@ -104,10 +103,7 @@ def experiments(tmp_path_factory) -> Path:
     common = ("dataset=synthetic", "debug=fast", "mode=ternary", "init=random",
               "trainer.log_every_n_steps=1", "eval.ensemble=2")
     for name, extra in (("base", ()), ("lr", ("train.lr=0.02", "eval.recalibrate_bn=true"))):
-        cfg = compose_config(tmp, *common, *extra, run=f"runs/{name}")
-        train(cfg)
-        (tmp / "runs" / name / CONFIG).parent.mkdir()
-        OmegaConf.save(cfg, tmp / "runs" / name / CONFIG)
+        train_as_cli(compose_config(tmp, *common, *extra, run=f"runs/{name}"))
     (tmp / "runs" / "stopped" / CONFIG).parent.mkdir(parents=True)
     shutil.copy(tmp / "runs" / "base" / CONFIG, tmp / "runs" / "stopped" / CONFIG)
     (tmp / "runs" / "stopped" / "results.json").write_text(json.dumps(
