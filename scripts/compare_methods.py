@@ -7,8 +7,9 @@ Columns: the run (its folder below the one named), the error of the reported net
 chosen sample for sampled methods, the one network for straight-through ones), its validation
 error, the mode network's and the samples' test errors where the method samples, the
 multiplications the discrete layers need when the run states them, and the wall time. Where a
-run has them: the ensemble's test error (``eval.ensemble``) and the network chosen on the test
-split across epochs (``eval.score_test``, the authors' protocol). Errors use the batch-norm
+run has them: the ensemble's test error (``eval.ensemble``), that of the network chosen on
+validation across epochs (``eval.every_n_epochs``) and of the network chosen on the test split
+across epochs (``eval.score_test``, the authors' protocol). Errors use the batch-norm
 statistics the run chose by (``eval.recalibrate_bn``).
 
 Experiments, each one change to a base run:
@@ -17,7 +18,8 @@ Experiments, each one change to a base run:
 
 ``--base`` adds the column of the settings in which each run differs from ``BASE_RUN`` (those
 that decide its results, ``lrnets.decisive``, and its ``eval`` options, read from each run's
-composed config; an ``eval`` option a run's version did not have reads ``unset``).
+composed config; an ``eval`` option a run's version did not have reads as this version's
+default, which keeps the behaviour from before the option).
 ``--record DEST`` also keeps each completed run's results.json and per-epoch CSV in
 ``DEST/<run>/`` (the run's label, ``/`` written ``_``; ``lrnets.paper.shipping.ship_run``,
 without an export) and writes the table with its command to ``DEST/README.md``. In the
@@ -36,6 +38,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lrnets.config import CONF_DIR
 from lrnets.console import percent, spread
 from lrnets.decisive import decisive_config
 from lrnets.errors import ConfigError
@@ -70,6 +73,15 @@ def ensemble_error(results: Results) -> str:
     return f"{percent(results['ensemble_test_error'])} ({results['ensemble_size']} networks)"
 
 
+def chosen_across_epochs(results: Results) -> str:
+    """The test error of the network best on validation over every scored epoch, and its
+    epoch."""
+    if "test_error_chosen_across_epochs" not in results:
+        return "—"
+    return (f"{percent(results['test_error_chosen_across_epochs'])}, epoch "
+            f"{results['epoch_chosen_across_epochs']}")
+
+
 def chosen_on_test(results: Results) -> str:
     """``eval.score_test``: the lowest test error of any network scored, and its epoch."""
     if "test_error_chosen_on_test" not in results:
@@ -78,11 +90,13 @@ def chosen_on_test(results: Results) -> str:
 
 
 OPTIONAL = {"ensemble test error": ensemble_error,
+            "chosen on validation across epochs": chosen_across_epochs,
             "chosen on test (authors' protocol, optimistic)": chosen_on_test}
 
 
 def settings(folder: Path) -> dict[str, object]:
-    """The settings that decide the run's results, and its ``eval`` options (``eval.*``);
+    """The settings that decide the run's results, and its ``eval`` options (``eval.*``, this
+    version's defaults for those its version did not have);
     ``ConfigError`` for a composed config that is missing or cannot be read."""
     if not (folder / CONFIG).is_file():
         raise ConfigError(f"--base compares the runs' composed configs: {folder / CONFIG} is "
@@ -90,8 +104,9 @@ def settings(folder: Path) -> dict[str, object]:
     try:
         cfg = read_config(folder)
         flat = decisive_config(cfg)
-        flat.update({f"eval.{key}": value
-                     for key, value in OmegaConf.to_container(cfg.eval, resolve=True).items()})
+        defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "train.yaml").eval)
+        own = OmegaConf.to_container(cfg.eval, resolve=True)
+        flat.update({f"eval.{key}": value for key, value in {**defaults, **own}.items()})
     except (OSError, yaml.YAMLError, OmegaConfBaseException) as err:
         raise ConfigError(f"{folder / CONFIG} is not a run's composed config that can be read "
                           f"({type(err).__name__}: {err}).") from None

@@ -63,6 +63,8 @@ def _contents(folder: Path) -> dict[Path, bytes]:
     (["train.weight_decay=-1"], r"train\.weight_decay=-1\.0 .*>= 0"),
     (["train.lr=0"], r"train\.lr=0\.0 .*must be positive"),
     (["eval.num_samples=0"], r"eval\.num_samples=0 .*at least 1"),
+    (["eval.choose_across_epochs=true", "eval.every_n_epochs=0"],
+     r"eval\.choose_across_epochs=true is not allowed with eval\.every_n_epochs=0: .*positive"),
     (["train.lr=fast"], r"train\.lr='fast' .*use a number"),
     (["eval.num_samples=2.5"], r"eval\.num_samples=2\.5 .*use an integer"),
     (["train.lr_milestones=10"], r"train\.lr_milestones=10 .*list of epochs"),

@@ -3,6 +3,7 @@ alone reproduces the run's test error, and ``lrnets.pretrained`` in one line."""
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,14 +97,17 @@ def compare_methods(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def experiments(tmp_path_factory) -> Path:
-    """Two synthetic runs as train.py leaves them (``base``, and ``lr`` with two changes) and
-    one that stopped (``stopped``: its results.json and the base's config), under
-    ``<tmp>/runs``."""
+    """Two synthetic runs as train.py leaves them (``base``, and ``lr`` with two changes, its
+    config without ``eval.choose_across_epochs`` as an earlier version wrote it) and one that
+    stopped (``stopped``: its results.json and the base's config), under ``<tmp>/runs``."""
     tmp = tmp_path_factory.mktemp("experiments")
     common = ("dataset=synthetic", "debug=fast", "mode=ternary", "init=random",
               "trainer.log_every_n_steps=1", "eval.ensemble=2")
     for name, extra in (("base", ()), ("lr", ("train.lr=0.02", "eval.recalibrate_bn=true"))):
         train_as_cli(compose_config(tmp, *common, *extra, run=f"runs/{name}"))
+    older = tmp / "runs" / "lr" / CONFIG
+    older.write_text(re.sub(r"\n  choose_across_epochs: false", "", older.read_text()))
+    assert "choose_across_epochs" not in older.read_text()
     (tmp / "runs" / "stopped" / CONFIG).parent.mkdir(parents=True)
     shutil.copy(tmp / "runs" / "base" / CONFIG, tmp / "runs" / "stopped" / CONFIG)
     (tmp / "runs" / "stopped" / "results.json").write_text(json.dumps(

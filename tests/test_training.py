@@ -201,11 +201,84 @@ def test_scoring_the_test_split_reports_the_authors_choice_beside_ours(smoke_con
         if error == pytest.approx(lowest))
     saved = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
                        map_location="cpu", weights_only=False)["callbacks"]
-    assert {"best_on_test": {"test_error": pytest.approx(min(during)), "epoch": during.index(
-        min(during)) + 1}} in saved.values()
+    assert {"test_error": pytest.approx(min(during)), "epoch": during.index(min(during)) + 1} \
+        in [state.get("best_on_test") for state in saved.values()]
     events = EventAccumulator(results["paths"]["tensorboard"])
     events.Reload()
     assert "hparams/test_error_chosen_on_test" in events.Tags()["scalars"]  # compared in sweeps
     plain = train(smoke_config(*schedule, run="plain"))
     assert "test_error_chosen_on_test" not in plain
     assert (plain["test_error"], plain["chosen"]) == (results["test_error"], results["chosen"])
+
+
+def test_the_network_best_on_validation_across_epochs_is_reported_and_can_be_chosen(smoke_config):
+    """Every eval.every_n_epochs the best network on validation is kept (in checkpoints too);
+    at the end the best of those and the end's candidates (the end's on a tie, an earlier epoch
+    on a tie among them) is reported as test_error_chosen_across_epochs, and with
+    eval.choose_across_epochs=true it is the reported and exported network."""
+    from lrnets.training.epochs import epoch_rows
+
+    schedule = ("init=random", "train.epochs=3", "eval.every_n_epochs=1")
+    cfg = smoke_config(*schedule)
+    results = train(cfg)
+    during = [row["val_error_sampled_best"] for row in epoch_rows(Path(cfg.paths.output_dir))]
+    kept = (min(during), during.index(min(during)) + 1)  # the earliest of the lowest
+    lowest, epoch = (results["val_error"], 3) if results["val_error"] <= kept[0] + 1e-6 else kept
+    assert results["val_error_chosen_across_epochs"] == pytest.approx(lowest, abs=1e-6)
+    assert results["epoch_chosen_across_epochs"] == epoch
+    saved = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
+                       map_location="cpu", weights_only=True)["callbacks"]
+    kept = next(state["best_on_val"] for state in saved.values() if "best_on_val" in state)
+    assert kept["chosen"]["val_acc"] == pytest.approx(1 - min(during), abs=1e-6)
+    assert all(w.dtype == torch.int8 for w in kept["weights"].values())
+
+    across = train(smoke_config(*schedule, "eval.choose_across_epochs=true", run="across"))
+    assert across["test_error"] == across["test_error_chosen_across_epochs"] \
+        == results["test_error_chosen_across_epochs"]
+    assert across["selection"]["chosen"]["epoch"] == epoch
+    exported = torch.load(Path(across["paths"]["checkpoints"]) / "discrete.pt",
+                          weights_only=True)["meta"]
+    assert exported["chosen"]["epoch"] == epoch
+    if epoch == 3:
+        assert results["test_error_chosen_across_epochs"] == results["test_error"]
+
+
+def test_a_network_kept_from_an_earlier_epoch_is_restored_and_scored(smoke_config):
+    """chosen_across_epochs restores the kept network (its weights from int8 indices, its batch
+    norm) when it beats the end's on validation, and scores it on the test split."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from lrnets.training.callbacks import SampledEvaluation
+    from lrnets.training.evaluation import (EvalData, accuracy, chosen_network,
+                                            select_discrete_network)
+    from lrnets.training.run import build_network, chosen_across_epochs
+
+    class Plain(nn.Module):
+        def forward(self, x, train=False):
+            return x
+
+    model = build_network(smoke_config("mode=ternary", "init=random"), 1, 10, 28)
+    loader = [(torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,)))]
+    data = EvalData(Plain(), loader, loader, loader)
+    earlier = select_discrete_network(model, data, 2, seed=0, recalibrate_bn=True,
+                                      recalibration_batches=1)
+    earlier.chosen.update(epoch=1, val_acc=1.0)
+    callback = SampledEvaluation(1, 2, 0, True, 1)
+    callback.best_on_val = earlier.packed(model)
+    with torch.no_grad():  # the distributions move on
+        for module in model.modules():
+            if hasattr(module, "distribution"):
+                module.distribution.random_init(0.05, 0.95)
+    final = select_discrete_network(model, data, 2, seed=1)
+    final.chosen["epoch"] = 2
+    trainer = SimpleNamespace(callbacks=[callback])
+    across = chosen_across_epochs(trainer, model, final, data)
+    assert across.chosen["epoch"] == 1 and across.candidates is final.candidates
+    assert all(torch.equal(across.weights[name], w) for name, w in earlier.weights.items())
+    assert all(torch.equal(across.batch_norm[key], v) for key, v in earlier.batch_norm.items())
+    with chosen_network(model, earlier):
+        assert across.chosen["test_acc"] == accuracy(model, loader, data.transform)
+    final.chosen["val_acc"] = 1.0  # a tie: the end's
+    assert chosen_across_epochs(trainer, model, final, data) is final

@@ -148,6 +148,11 @@ def final_lines(results: Results) -> str:
         size = results["ensemble_size"]
         lines.append(f"  ensemble of {size} sampled networks (averaged softmax; {size} networks "
                      f"at inference): test {percent(results['ensemble_test_error'])}")
+    if "test_error_chosen_across_epochs" in results:
+        lines.append(f"  chosen on validation across epochs (eval.choose_across_epochs): test "
+                     f"{percent(results['test_error_chosen_across_epochs'])} (validation "
+                     f"{percent(results['val_error_chosen_across_epochs'])}) at epoch "
+                     f"{results['epoch_chosen_across_epochs']}")
     if "test_error_chosen_on_test" in results:
         lines.append(f"  chosen on the test split, as the authors' code did (eval.score_test; not "
                      f"the reported network): test {percent(results['test_error_chosen_on_test'])}"

@@ -74,6 +74,9 @@ class Results(TypedDict, total=False):
     recalibrated_bn: bool
     test_error_chosen_on_test: float  # eval.score_test: the authors' protocol, the lowest test
     epoch_chosen_on_test: int         # error of any network scored at any epoch (not reported)
+    val_error_chosen_across_epochs: float   # eval.every_n_epochs: the network best on validation
+    test_error_chosen_across_epochs: float  # over every scored epoch and the end (reported with
+    epoch_chosen_across_epochs: int         # eval.choose_across_epochs)
     ensemble_size: int          # eval.ensemble: sampled networks averaged (the cost: N networks)
     ensemble_test_error: float  # their averaged softmax's
     most_probable_val_error: float   # the most probable network, batch norm as trained

@@ -230,6 +230,7 @@ class Eval:
                                        "epochs")
     recalibrate_bn: bool = MISSING
     score_test: bool = MISSING
+    choose_across_epochs: bool = MISSING
     recalibration_batches: int = _at_least(1, "use at least 1 batch")
     top5: bool = MISSING
 
@@ -373,6 +374,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("the config was not composed over its schema (lrnets.schema): compose "
                           "it with lrnets.config.compose_config or lrnets-train.")
     _validate(kind, cfg, "")
+    if cfg.eval.choose_across_epochs and not cfg.eval.every_n_epochs:
+        raise ConfigError("eval.choose_across_epochs=true is not allowed with "
+                          "eval.every_n_epochs=0: it chooses among the networks scored every "
+                          "eval.every_n_epochs during training; set eval.every_n_epochs to a "
+                          "positive number of epochs (10 scores them every 10 epochs), or leave "
+                          "eval.choose_across_epochs=false.")
     if cfg.init.p_min >= cfg.init.p_max:
         raise ConfigError(f"init.p_min={cfg.init.p_min!r} is not allowed: it must be smaller "
                           f"than init.p_max={cfg.init.p_max}.")

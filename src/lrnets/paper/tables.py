@@ -424,8 +424,8 @@ def reproduce_table(spec: TableSpec, args: argparse.Namespace) -> dict:
 
 def other_networks(results: Results) -> str:
     """The shipped cell's reported test error and those of the networks it did not report: the
-    most probable one, the ensemble, and the one chosen on the test split (``eval.score_test``,
-    the authors' protocol)."""
+    most probable one, the ensemble, the one chosen on validation across epochs, and the one
+    chosen on the test split (``eval.score_test``, the authors' protocol)."""
     text = percent(results.get("test_error"))
     recalibrated = bool(results.get("recalibrated_bn"))
     if (most_probable := most_probable_error(results, "test", recalibrated)) is not None:
@@ -433,6 +433,10 @@ def other_networks(results: Results) -> str:
         text += f"; most probable {percent(most_probable)} (batch norm {bn})"
     if "ensemble_size" in results:
         text += f"; ensemble of {results['ensemble_size']} {percent(results['ensemble_test_error'])}"
+    if "test_error_chosen_across_epochs" in results:
+        text += (f"; chosen on validation across epochs "
+                 f"{percent(results['test_error_chosen_across_epochs'])} at epoch "
+                 f"{results['epoch_chosen_across_epochs']}")
     if "test_error_chosen_on_test" in results:
         text += (f"; chosen on test (the authors' protocol, optimistic) "
                  f"{percent(results['test_error_chosen_on_test'])} at epoch "

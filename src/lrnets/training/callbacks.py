@@ -114,11 +114,15 @@ class SampledEvaluation(pl.Callback):
     validation and log the best, the mean and the most probable one's accuracy
     (``val/acc_sampled_best``, ``val/acc_sampled_mean``, ``val/acc_most_probable``).
 
+    The network best on validation so far is kept in ``best_on_val`` (``Selection.packed``,
+    the earlier on a tie): the choice across epochs (``lrnets.training.run.chosen_across_epochs``,
+    reported beside the choice at the end, or instead of it with ``eval.choose_across_epochs``).
+
     With ``score_test`` they are scored on the test split too, as the authors' code chose its
     network (7 samples scored on the test set every 4,000 steps, the best kept): the best test
     accuracy is logged (``test/acc_sampled_best``) and the lowest test error so far kept in
-    ``best_on_test`` (saved in checkpoints, so a resumed run keeps it). It never chooses the
-    network a run reports."""
+    ``best_on_test``; it never chooses the network a run reports. Checkpoints keep both records,
+    so a resumed run goes on with them."""
 
     def __init__(self, every_n_epochs: int, num_samples: int, seed: int, recalibrate_bn: bool,
                  recalibration_batches: int, score_test: bool = False):
@@ -126,6 +130,7 @@ class SampledEvaluation(pl.Callback):
         self.kwargs = dict(num_samples=num_samples, seed=seed, recalibrate_bn=recalibrate_bn,
                            recalibration_batches=recalibration_batches)
         self.best_on_test: dict | None = None  # {"test_error": ..., "epoch": ...}
+        self.best_on_val: dict | None = None   # Selection.packed, chosen["epoch"] its epoch
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
@@ -136,7 +141,12 @@ class SampledEvaluation(pl.Callback):
                         rank_shard(dm.test_dataloader(), trainer) if self.score_test else None,
                         dm.calibration_dataloader(),
                         reduce=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
-        summary = select_discrete_network(module.model, data, **self.kwargs).summary()
+        selection = select_discrete_network(module.model, data, **self.kwargs)
+        selection.chosen["epoch"] = epoch
+        if self.best_on_val is None or \
+                selection.chosen["val_acc"] > self.best_on_val["chosen"]["val_acc"]:
+            self.best_on_val = selection.packed(module.model)
+        summary = selection.summary()
         key = score_key("val", self.kwargs["recalibrate_bn"])
         module.log("val/acc_sampled_best", summary["chosen"]["val_acc"])
         most_probable = summary[selection_key(key)]
@@ -148,10 +158,11 @@ class SampledEvaluation(pl.Callback):
             self.best_on_test = lower_on_test(self.best_on_test, now)
 
     def state_dict(self) -> dict:
-        return {"best_on_test": self.best_on_test}
+        return {"best_on_test": self.best_on_test, "best_on_val": self.best_on_val}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.best_on_test = state_dict.get("best_on_test")
+        self.best_on_val = state_dict.get("best_on_val")  # absent in earlier versions' checkpoints
 
 
 def lowest_on_test(candidates: list[dict], recalibrated: bool, epoch: int) -> dict:

@@ -33,8 +33,7 @@ def save_discrete_network(path: Path, model: Network, selection: Selection, meta
     statistics and every other parameter; loadable with ``torch.load(weights_only=True)``."""
     layers = discrete_layers(model)
     _save(path, model, layers, meta, batch_norm=selection.batch_norm,
-          weights={name: layers[name].distribution.index_of(w).to(torch.int8).cpu()
-                   for name, w in selection.weights.items()},
+          weights=selection.indices(model),
           values={name: layer.distribution.values.tolist() for name, layer in layers.items()})
 
 

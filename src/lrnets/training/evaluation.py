@@ -175,6 +175,29 @@ class Selection:
             out[selection_key(key, "std")] = statistics.pstdev(values) if values else None
         return out
 
+    def indices(self, model: nn.Module) -> dict[str, Tensor]:
+        """The chosen weights as int8 indices into each layer's value set, on the CPU (integer
+        checkpoints)."""
+        layers = discrete_layers(model)
+        return {name: layers[name].distribution.index_of(w).to(torch.int8).cpu()
+                for name, w in self.weights.items()}
+
+    def packed(self, model: nn.Module) -> dict:
+        """The choice as a checkpoint keeps it (plain tensors on the CPU): ``chosen``, the
+        weights as ``indices`` and the batch-norm state; ``unpacked`` restores it."""
+        return {"chosen": dict(self.chosen), "weights": self.indices(model),
+                "batch_norm": {key: value.cpu() for key, value in self.batch_norm.items()}}
+
+    @classmethod
+    def unpacked(cls, packed: dict, model: nn.Module, candidates: list[dict]) -> Selection:
+        """A ``packed`` choice on ``model``'s device, beside the scores of ``candidates``."""
+        layers = discrete_layers(model)
+        device = next(model.parameters()).device
+        weights = {name: layers[name].distribution.values[index.to(device).long()]
+                   for name, index in packed["weights"].items()}
+        return cls(candidates=candidates, chosen=dict(packed["chosen"]), weights=weights,
+                   batch_norm={key: value.to(device) for key, value in packed["batch_norm"].items()})
+
 
 def sample_seed(seed: int, index: int) -> int:
     """The generator seed of the ``index``-th sampled network of a run with ``seed``."""

@@ -41,8 +41,9 @@ from lrnets.training.cpu_memory import keep_freed_memory
 from lrnets.training.discrete_checkpoint import (discrete_meta, save_discrete_network,
                                         save_quantized_network)
 from lrnets.training.distributed import all_ranks, examples_counted, rank_shard
-from lrnets.training.evaluation import (EvalData, accuracy, chosen_network, discrete_layers,
-                               ensemble_accuracy, predictions, select_discrete_network)
+from lrnets.training.evaluation import (EvalData, Selection, accuracy, chosen_network,
+                                        discrete_layers, ensemble_accuracy, predictions,
+                                        select_discrete_network)
 from lrnets.training.faults import FiniteLoss, InterruptCheckpoint, stopped_run
 from lrnets.training.initialization import (init_from_full_precision, load_network_state,
                                            network_file)
@@ -225,6 +226,11 @@ def train(cfg: DictConfig) -> dict:
                                       cfg.trainer.enable_progress_bar and trainer.is_global_zero)
         selection = select_discrete_network(model, data, ev.num_samples, cfg.seed,
                                             ev.recalibrate_bn, ev.recalibration_batches, progress)
+        selection.chosen["epoch"] = trainer.current_epoch
+        if (across := chosen_across_epochs(trainer, model, selection, data)) is not None:
+            results.update(across_epochs_figures(across.chosen))
+            if ev.choose_across_epochs:
+                selection = across
         summary = selection.summary()
         results.update(error_figures(summary))
         results["selection"] = summary
@@ -277,6 +283,30 @@ def chosen_on_test(cfg: DictConfig, trainer: pl.Trainer, candidates: list[dict])
     best = lower_on_test(scored.best_on_test if scored is not None else None,
                          lowest_on_test(candidates, cfg.eval.recalibrate_bn, trainer.current_epoch))
     return {"test_error_chosen_on_test": best["test_error"], "epoch_chosen_on_test": best["epoch"]}
+
+
+def chosen_across_epochs(trainer: pl.Trainer, model: nn.Module, final: Selection,
+                         data: EvalData) -> Selection | None:
+    """The network best on validation among all candidates scored, during training
+    (``SampledEvaluation.best_on_val``, every ``eval.every_n_epochs``) and at the end
+    (``final``; it wins a tie), its test accuracy scored; None when no epoch was scored during
+    training. The authors' code chose across epochs too (on the test split)."""
+    scored = next((c for c in trainer.callbacks if isinstance(c, SampledEvaluation)), None)
+    if scored is None or scored.best_on_val is None:
+        return None
+    if scored.best_on_val["chosen"]["val_acc"] <= final.chosen["val_acc"]:
+        return final
+    across = Selection.unpacked(scored.best_on_val, model, final.candidates)
+    with chosen_network(model, across):
+        across.chosen["test_acc"] = accuracy(model, data.test, data.transform, data.reduce)
+    return across
+
+
+def across_epochs_figures(chosen: dict) -> Results:
+    """The results file's figures of the network ``chosen_across_epochs`` returns."""
+    return {"val_error_chosen_across_epochs": 1 - chosen["val_acc"],
+            "test_error_chosen_across_epochs": 1 - chosen["test_acc"],
+            "epoch_chosen_across_epochs": chosen["epoch"]}
 
 
 def _record_stop(err: BaseException, trainer: pl.Trainer, cfg: DictConfig, out: Path) -> None:
