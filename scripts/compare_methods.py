@@ -20,10 +20,15 @@ Experiments, each one change to a base run:
 that decide its results, ``lrnets.decisive``, and its ``eval`` options, read from each run's
 composed config; an ``eval`` option a run's version did not have reads as this version's
 default, which keeps the behaviour from before the option).
-``--record DEST`` also keeps each completed run's results.json and per-epoch CSV in
-``DEST/<run>/`` (the run's label, ``/`` written ``_``; ``lrnets.paper.shipping.ship_run``,
-without an export) and writes the table with its command to ``DEST/README.md``. In the
-checkout's results/ a record goes to ``results/experiments/<name>``.
+``--record DEST`` also keeps each completed run's results.json, per-epoch CSV and composed
+config in ``DEST/<run>/`` (the run's label, ``/`` written ``_``;
+``lrnets.paper.shipping.ship_run``, without an export) and writes the table with its command to
+``DEST/README.md``. In the checkout's results/ a record goes to ``results/experiments/<name>``.
+A record is read as the runs it keeps, so runs are added to it after their predecessors' folders
+are gone by naming it among the folders, its base run included:
+
+    python scripts/compare_methods.py results/experiments/NAME NEW_RUN \
+        --base results/experiments/NAME/BASE --record results/experiments/NAME
 """
 from __future__ import annotations
 
@@ -86,7 +91,8 @@ def chosen_on_test(results: Results) -> str:
     """``eval.score_test``: the lowest test error of any network scored, and its epoch."""
     if "test_error_chosen_on_test" not in results:
         return "—"
-    return f"{percent(results['test_error_chosen_on_test'])}, epoch {results['epoch_chosen_on_test']}"
+    error, epoch = results["test_error_chosen_on_test"], results["epoch_chosen_on_test"]
+    return f"{percent(error)}, epoch {epoch}"
 
 
 OPTIONAL = {"ensemble test error": ensemble_error,
@@ -155,9 +161,10 @@ def collect(folder: Path) -> list[Run]:
 
 
 def record_folders(runs: list[Run], dest: Path) -> dict[Path, Path]:
-    """Where ``--record DEST`` keeps each completed run: ``DEST/<label with / as _>``. Raises
-    ``ConfigError`` where two runs would share a folder, where one would be kept over a run
-    being read, and for a ``DEST`` in the shipped cells' folder other than
+    """Where ``--record DEST`` keeps each completed run: ``DEST/<label with / as _>``, except a
+    run read from where it would be kept (a run of the record itself, which stays as it is).
+    Raises ``ConfigError`` where two runs would share a folder, where one would be kept over or
+    inside a run being read, and for a ``DEST`` in the shipped cells' folder other than
     ``results/experiments/<name>``."""
     shipped = SHIPPED.resolve()
     where = dest.resolve()
@@ -165,13 +172,17 @@ def record_folders(runs: list[Run], dest: Path) -> dict[Path, Path]:
         raise ConfigError(f"--record {dest}: in {shipped} experiments are kept in "
                           f"{shipped / EXPERIMENTS}/<name>, not among the shipped cells.")
     folders: dict[Path, Path] = {}
+    taken: set[Path] = set()
     for label, folder, results in runs:
         if results.get("status") != "completed":
             continue
         kept = dest / label.replace("/", "_")
-        if kept in folders.values():
+        if kept in taken:
             raise ConfigError(f"--record {dest}: two runs would be kept in {kept}; give folders "
                               f"whose runs have different names.")
+        taken.add(kept)
+        if kept.resolve() == folder.resolve():
+            continue
         if kept.resolve().is_relative_to(folder.resolve()) or \
                 folder.resolve().is_relative_to(kept.resolve()):
             raise ConfigError(f"--record {dest}: {kept} would replace the run {folder} it is "

@@ -19,7 +19,6 @@ from lrnets.paper.cells import Cell
 from lrnets.paper.shipping import EPOCHS, EXPORT, SHIPPED, ship_run, shipped_cells
 from lrnets.paper.tables import TABLE1, build_rows, ship_table
 from lrnets.run_folder import CONFIG
-from lrnets.training.run import train
 from tests.conftest import REPO, SHARED_DATA, compose_config, train_as_cli
 
 DATA = os.environ.get("LRNETS_DATA") or str(SHARED_DATA)
@@ -29,9 +28,9 @@ DATA = os.environ.get("LRNETS_DATA") or str(SHARED_DATA)
 def runs(tmp_path_factory) -> Path:
     """A short synthetic ternary run, as the table scripts lay it out (<cell>/seed0)."""
     tmp = tmp_path_factory.mktemp("runs")
-    train(compose_config(tmp, "dataset=synthetic", "debug=fast", "init=random", "mode=ternary",
-                         "trainer.log_every_n_steps=1",
-                         run="synthetic_ternary/seed0"))
+    train_as_cli(compose_config(tmp, "dataset=synthetic", "debug=fast", "init=random",
+                                "mode=ternary", "trainer.log_every_n_steps=1",
+                                run="synthetic_ternary/seed0"))
     return tmp
 
 
@@ -42,9 +41,12 @@ def shipped(runs) -> Path:
     return runs / "results"
 
 
-def test_a_shipped_cell_holds_results_curves_and_export_only(shipped):
+def test_a_shipped_cell_holds_results_curves_config_and_export_only(runs, shipped):
     cell = shipped / "synthetic" / "ternary"
-    assert sorted(p.name for p in cell.iterdir()) == sorted([EPOCHS, EXPORT, "results.json"])
+    assert sorted(p.name for p in cell.iterdir()) == sorted([EPOCHS, EXPORT, ".hydra",
+                                                             "results.json"])
+    run = runs / "synthetic_ternary" / "seed0"
+    assert (cell / CONFIG).read_text() == (run / CONFIG).read_text()
     results = json.loads((cell / "results.json").read_text())
     assert results["status"] == "completed" and "paths" not in results  # no machine's folders
     with (cell / EPOCHS).open() as f:
@@ -132,11 +134,32 @@ def test_experiments_are_tabulated_by_their_changes_and_recorded_without_export(
     assert rows[2].startswith("| stopped | synthetic | ternary | 1 | interrupted |")
     assert sorted(p.name for p in dest.iterdir()) == ["README.md", "base", "lr"]
     for run in ("base", "lr"):
-        assert sorted(p.name for p in (dest / run).iterdir()) == sorted([EPOCHS, "results.json"])
+        assert sorted(p.name for p in (dest / run).iterdir()) == sorted([EPOCHS, ".hydra",
+                                                                         "results.json"])
         assert "paths" not in json.loads((dest / run / "results.json").read_text())
     readme = (dest / "README.md").read_text()
     assert readme.startswith("# Two runs\n") and header in readme
     assert f"Command: `python scripts/compare_methods.py {runs} --base {runs / 'base'}" in readme
+
+
+def test_a_record_is_tabulated_again_with_a_run_added_after_its_runs_are_gone(experiments,
+                                                                              tmp_path):
+    """The record's runs read as their folders did (results and composed configs, the base
+    among them); they stay as they were, and the added run is kept beside them."""
+    runs, dest = experiments / "runs", tmp_path / "record"
+    assert compare_methods(str(runs / "base"), "--record", str(dest)).returncode == 0
+    kept = {p: p.read_bytes() for p in (dest / "runs_base").rglob("*") if p.is_file()}
+    proc = compare_methods(str(dest), str(runs / "lr"), "--base", str(dest / "runs_base"),
+                           "--record", str(dest))
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()[2:4]
+    assert rows[0].startswith("| runs_base |") and rows[0].endswith("| (the base run) |")
+    assert rows[1].startswith("| runs/lr |")
+    assert rows[1].endswith("| `eval.recalibrate_bn=true` `train.lr=0.02` |")
+    assert {p: p.read_bytes() for p in (dest / "runs_base").rglob("*") if p.is_file()} == kept
+    assert (dest / "runs_lr" / CONFIG).read_text() == (runs / "lr" / CONFIG).read_text()
+    again = compare_methods(str(dest), str(runs / "base"), "--record", str(dest))
+    assert again.returncode == 2 and "two runs would be kept in" in again.stderr
 
 
 @pytest.mark.parametrize("args,message", [
@@ -170,8 +193,11 @@ def test_experiment_records_are_not_shipped_cells(shipped):
         shutil.rmtree(shipped / "experiments")
 
 
-def test_compare_methods_with_a_base_needs_each_runs_config(shipped):
-    proc = compare_methods(str(shipped), "--base", str(shipped / "synthetic" / "ternary"))
+def test_compare_methods_with_a_base_needs_each_runs_config(shipped, tmp_path):
+    cell = shipped / "synthetic" / "ternary"
+    (tmp_path / "no_config").mkdir()
+    shutil.copy(cell / "results.json", tmp_path / "no_config")
+    proc = compare_methods(str(tmp_path), "--base", str(cell))
     assert proc.returncode == 2 and "config.yaml is missing" in proc.stderr
 
 

@@ -186,6 +186,7 @@ def test_scoring_the_test_split_reports_the_authors_choice_beside_ours(smoke_con
     change; epochs.csv has the curve, and checkpoints keep the best so far for a resume."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from lrnets.export.writer import export
     from lrnets.training.epochs import epoch_rows
 
     schedule = ("init=random", "train.epochs=3", "eval.every_n_epochs=1")
@@ -216,6 +217,7 @@ def test_the_network_best_on_validation_across_epochs_is_reported_and_can_be_cho
     at the end the best of those and the end's candidates (the end's on a tie, an earlier epoch
     on a tie among them) is reported as test_error_chosen_across_epochs, and with
     eval.choose_across_epochs=true it is the reported and exported network."""
+    from lrnets.export.writer import export
     from lrnets.training.epochs import epoch_rows
 
     schedule = ("init=random", "train.epochs=3", "eval.every_n_epochs=1")
@@ -239,6 +241,8 @@ def test_the_network_best_on_validation_across_epochs_is_reported_and_can_be_cho
     exported = torch.load(Path(across["paths"]["checkpoints"]) / "discrete.pt",
                           weights_only=True)["meta"]
     assert exported["chosen"]["epoch"] == epoch
+    assert export(Path(across["paths"]["checkpoints"]) / "discrete.pt",
+                  Path(cfg.paths.output_dir) / "export")["chosen_epoch"] == epoch
     if epoch == 3:
         assert results["test_error_chosen_across_epochs"] == results["test_error"]
 

@@ -100,6 +100,7 @@ def export(source: Path, out: Path, with_onnx: bool = False, with_qonnx: bool = 
         "format": "lrnets-export 1",
         "dataset": meta["dataset"], "mode": meta["mode"], "seed": meta["seed"],
         "architecture": architecture, "data": meta["data"], "chosen": meta["chosen"]["name"],
+        "chosen_epoch": meta["chosen"].get("epoch"),  # None in discrete.pt of earlier versions
         "input": "images transformed as for training (lrnets.data: batch_transform, eval mode), "
                  "float32, NCHW",
         "test": {"accuracy": meta["chosen"]["test_acc"],

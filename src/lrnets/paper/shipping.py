@@ -4,11 +4,15 @@ Each shipped cell holds what a user needs and nothing a run folder needs to cont
 
     results/<dataset>/<mode>/results.json   the run's results record
     results/<dataset>/<mode>/epochs.csv     its per-epoch curves (``lrnets.training.epochs``)
+    results/<dataset>/<mode>/.hydra/        its composed config and overrides, as in the run
     results/<dataset>/<mode>/export/        discrete cells: ``lrnets-export``'s files
 
 Experiments (each a change to a shipped cell's run) are kept as records, not cells:
-``results/experiments/<name>/<run>/`` holds a run's results.json and epochs.csv and
+``results/experiments/<name>/<run>/`` holds a run's results.json, epochs.csv and .hydra/ and
 ``results/experiments/<name>/README.md`` their table (``scripts/compare_methods.py --record``).
+A kept run reads as its run folder does where results and configs are compared
+(``compare_methods``, ``--base`` included), so a record can be tabulated again, with runs
+added, after the run folders are gone.
 
 ``lrnets-eval results/<dataset>/<mode>/export`` reproduces the shipped test error from those
 files alone, and ``lrnets.pretrained("<dataset>_<mode>")`` is the network as a plain module.
@@ -22,7 +26,7 @@ from torch import nn
 
 from lrnets.errors import ConfigError
 from lrnets.export.writer import export
-from lrnets.run_folder import DISCRETE, RESULTS, read_results, write_results
+from lrnets.run_folder import CONFIG, DISCRETE, OVERRIDES, RESULTS, read_results, write_results
 from lrnets.training.epochs import write_epochs_csv
 
 SHIPPED = Path(__file__).resolve().parents[3] / "results"  # the checkout's results/
@@ -32,8 +36,9 @@ EXPERIMENTS = "experiments"  # results/experiments/<name>/: scripts/compare_meth
 
 def ship_run(run_dir: Path, dest: Path, with_export: bool = True) -> Path:
     """Copy the run in ``run_dir`` into the shipped cell ``dest``, replacing what was there once
-    the copy is complete (a run that cannot be shipped leaves ``dest`` as it was);
-    ``with_export=False`` keeps its results and curves only (an experiment's record)."""
+    the copy is complete (a run that cannot be shipped leaves ``dest`` as it was): its results,
+    curves and composed config; ``with_export=False`` leaves out the export (an experiment's
+    record)."""
     results = read_results(run_dir)
     if results is None or results.get("status") != "completed":
         raise ConfigError(f"{run_dir} is not a completed run (no {RESULTS} with status "
@@ -45,6 +50,10 @@ def ship_run(run_dir: Path, dest: Path, with_export: bool = True) -> Path:
     try:
         write_results(partial, {k: v for k, v in results.items() if k != "paths"})  # no folders
         write_epochs_csv(run_dir, partial / EPOCHS)
+        for kept in (CONFIG, OVERRIDES):
+            if (run_dir / kept).is_file():
+                (partial / kept).parent.mkdir(exist_ok=True)
+                shutil.copy2(run_dir / kept, partial / kept)
         if with_export and (run_dir / DISCRETE).is_file():
             export(run_dir, partial / EXPORT, with_onnx=True)
     except BaseException:
