@@ -29,6 +29,9 @@ are gone by naming it among the folders, its base run included:
 
     python scripts/compare_methods.py results/experiments/NAME NEW_RUN \
         --base results/experiments/NAME/BASE --record results/experiments/NAME
+
+A record not named among the folders is refused (its runs would be replaced or left out of
+its table); its heading stays unless ``--title`` is given.
 """
 from __future__ import annotations
 
@@ -164,13 +167,21 @@ def record_folders(runs: list[Run], dest: Path) -> dict[Path, Path]:
     """Where ``--record DEST`` keeps each completed run: ``DEST/<label with / as _>``, except a
     run read from where it would be kept (a run of the record itself, which stays as it is).
     Raises ``ConfigError`` where two runs would share a folder, where one would be kept over or
-    inside a run being read, and for a ``DEST`` in the shipped cells' folder other than
-    ``results/experiments/<name>``."""
+    inside a run being read, where a run kept in ``DEST`` earlier is not read (``DEST`` not
+    named among the folders: it would be replaced or dropped from the table), and for a
+    ``DEST`` in the shipped cells' folder other than ``results/experiments/<name>``."""
     shipped = SHIPPED.resolve()
     where = dest.resolve()
     if where.is_relative_to(shipped) and where.parent != shipped / EXPERIMENTS:
         raise ConfigError(f"--record {dest}: in {shipped} experiments are kept in "
                           f"{shipped / EXPERIMENTS}/<name>, not among the shipped cells.")
+    read = {folder.resolve() for _, folder, _ in runs}
+    earlier = [path for path in (where.iterdir() if where.is_dir() else ())
+               if (path / RESULTS).is_file() or path.name == "README.md"]
+    if earlier and not any(folder.is_relative_to(where) for folder in read):
+        raise ConfigError(f"--record {dest}: it holds a record already ({earlier[0]}) and none "
+                          f"of its runs is among the folders given; name {dest} among them to "
+                          f"add runs to it, or record into another folder.")
     folders: dict[Path, Path] = {}
     taken: set[Path] = set()
     for label, folder, results in runs:
@@ -183,6 +194,9 @@ def record_folders(runs: list[Run], dest: Path) -> dict[Path, Path]:
         taken.add(kept)
         if kept.resolve() == folder.resolve():
             continue
+        if kept.exists():
+            raise ConfigError(f"--record {dest}: {kept} holds a run kept earlier that would be "
+                              f"replaced by {folder}; remove {kept} first to keep the run anew.")
         if kept.resolve().is_relative_to(folder.resolve()) or \
                 folder.resolve().is_relative_to(kept.resolve()):
             raise ConfigError(f"--record {dest}: {kept} would replace the run {folder} it is "
@@ -191,13 +205,17 @@ def record_folders(runs: list[Run], dest: Path) -> dict[Path, Path]:
     return folders
 
 
-def record(runs: list[Run], table: str, dest: Path, title: str, command: str) -> Path:
+def record(runs: list[Run], table: str, dest: Path, title: str | None, command: str) -> Path:
     """Keep the completed runs' results and curves under ``dest`` (``record_folders``) and the
-    table in its README.md with ``command``; returns the README's path."""
+    table in its README.md with ``command`` under ``title`` (None: the record's heading so far,
+    or "Runs compared"); returns the README's path."""
     for folder, kept in record_folders(runs, dest).items():
         ship_run(folder, kept, with_export=False)
     dest.mkdir(parents=True, exist_ok=True)  # where no run has completed
     readme = dest / "README.md"
+    if title is None:
+        heading = readme.read_text().partition("\n")[0] if readme.is_file() else ""
+        title = heading[2:] if heading.startswith("# ") else "Runs compared"
     readme.write_text(f"# {title}\n\n{table}\n\nCommand: `{command}`\n")
     return readme
 
@@ -209,8 +227,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="a run folder: add the settings each run changes from it")
     parser.add_argument("--record", type=Path, metavar="DEST",
                         help="keep the runs' results and curves and the table under DEST")
-    parser.add_argument("--title", default="Runs compared",
-                        help="with --record: the heading of DEST/README.md")
+    parser.add_argument("--title",
+                        help="with --record: the heading of DEST/README.md (default: its "
+                             "heading so far, or 'Runs compared')")
     args = parser.parse_args(argv)
     runs = [run for folder in args.folders for run in collect(folder)]
     if not runs:

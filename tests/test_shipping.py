@@ -145,13 +145,19 @@ def test_experiments_are_tabulated_by_their_changes_and_recorded_without_export(
 def test_a_record_is_tabulated_again_with_a_run_added_after_its_runs_are_gone(experiments,
                                                                               tmp_path):
     """The record's runs read as their folders did (results and composed configs, the base
-    among them); they stay as they were, and the added run is kept beside them."""
+    among them); they stay as they were, the added run is kept beside them and the heading
+    stays. A record not named among the folders is refused (its runs would be replaced or
+    dropped), and a kept run is recorded elsewhere with its curves as kept."""
     runs, dest = experiments / "runs", tmp_path / "record"
-    assert compare_methods(str(runs / "base"), "--record", str(dest)).returncode == 0
+    assert compare_methods(str(runs / "base"), "--record", str(dest),
+                           "--title", "Kept").returncode == 0
     kept = {p: p.read_bytes() for p in (dest / "runs_base").rglob("*") if p.is_file()}
+    forgotten = compare_methods(str(runs / "lr"), "--record", str(dest))
+    assert forgotten.returncode == 2 and "holds a record already" in forgotten.stderr
     proc = compare_methods(str(dest), str(runs / "lr"), "--base", str(dest / "runs_base"),
                            "--record", str(dest))
     assert proc.returncode == 0, proc.stderr
+    assert (dest / "README.md").read_text().startswith("# Kept\n")
     rows = proc.stdout.splitlines()[2:4]
     assert rows[0].startswith("| runs_base |") and rows[0].endswith("| (the base run) |")
     assert rows[1].startswith("| runs/lr |")
@@ -160,6 +166,9 @@ def test_a_record_is_tabulated_again_with_a_run_added_after_its_runs_are_gone(ex
     assert (dest / "runs_lr" / CONFIG).read_text() == (runs / "lr" / CONFIG).read_text()
     again = compare_methods(str(dest), str(runs / "base"), "--record", str(dest))
     assert again.returncode == 2 and "two runs would be kept in" in again.stderr
+    elsewhere = tmp_path / "elsewhere"
+    assert compare_methods(str(dest), "--record", str(elsewhere)).returncode == 0
+    assert (elsewhere / "runs_lr" / EPOCHS).read_bytes() == (dest / "runs_lr" / EPOCHS).read_bytes()
 
 
 @pytest.mark.parametrize("args,message", [

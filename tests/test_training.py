@@ -186,7 +186,6 @@ def test_scoring_the_test_split_reports_the_authors_choice_beside_ours(smoke_con
     change; epochs.csv has the curve, and checkpoints keep the best so far for a resume."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from lrnets.export.writer import export
     from lrnets.training.epochs import epoch_rows
 
     schedule = ("init=random", "train.epochs=3", "eval.every_n_epochs=1")
@@ -228,6 +227,7 @@ def test_the_network_best_on_validation_across_epochs_is_reported_and_can_be_cho
     lowest, epoch = (results["val_error"], 3) if results["val_error"] <= kept[0] + 1e-6 else kept
     assert results["val_error_chosen_across_epochs"] == pytest.approx(lowest, abs=1e-6)
     assert results["epoch_chosen_across_epochs"] == epoch
+    assert results["chosen_across_epochs_from"] == 1
     saved = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
                        map_location="cpu", weights_only=True)["callbacks"]
     kept = next(state["best_on_val"] for state in saved.values() if "best_on_val" in state)
@@ -242,14 +242,17 @@ def test_the_network_best_on_validation_across_epochs_is_reported_and_can_be_cho
                           weights_only=True)["meta"]
     assert exported["chosen"]["epoch"] == epoch
     assert export(Path(across["paths"]["checkpoints"]) / "discrete.pt",
-                  Path(cfg.paths.output_dir) / "export")["chosen_epoch"] == epoch
+                  Path(across["paths"]["run_dir"]) / "export")["chosen_epoch"] == epoch
     if epoch == 3:
         assert results["test_error_chosen_across_epochs"] == results["test_error"]
 
 
 def test_a_network_kept_from_an_earlier_epoch_is_restored_and_scored(smoke_config):
-    """chosen_across_epochs restores the kept network (its weights from int8 indices, its batch
-    norm) when it beats the end's on validation, and scores it on the test split."""
+    """chosen_across_epochs restores the kept network as it was scored (its weights from int8
+    indices, its batch norm and the real-valued parameters of its epoch, though training moved
+    them on) when it beats the end's on validation, and scores it on the test split; the model
+    is the end's again afterwards. A checkpoint of an earlier version, whose kept network lacks
+    the real-valued parameters, starts the choice again."""
     from types import SimpleNamespace
 
     from torch import nn
@@ -268,21 +271,39 @@ def test_a_network_kept_from_an_earlier_epoch_is_restored_and_scored(smoke_confi
     data = EvalData(Plain(), loader, loader, loader)
     earlier = select_discrete_network(model, data, 2, seed=0, recalibrate_bn=True,
                                       recalibration_batches=1)
+    scored_then = earlier.chosen["val_acc"]
     earlier.chosen.update(epoch=1, val_acc=1.0)
     callback = SampledEvaluation(1, 2, 0, True, 1)
-    callback.best_on_val = earlier.packed(model)
-    with torch.no_grad():  # the distributions move on
+    callback.best_on_val, callback.scored_from = earlier.packed(model), 1
+    with torch.no_grad():  # training moves the distributions and every real parameter on
         for module in model.modules():
             if hasattr(module, "distribution"):
                 module.distribution.random_init(0.05, 0.95)
+        for name, parameter in model.named_parameters():
+            if "distribution" not in name:
+                parameter.add_(torch.randn_like(parameter))
+    end_state = {k: v.clone() for k, v in model.state_dict().items()}
     final = select_discrete_network(model, data, 2, seed=1)
     final.chosen["epoch"] = 2
-    trainer = SimpleNamespace(callbacks=[callback])
-    across = chosen_across_epochs(trainer, model, final, data)
+    across = chosen_across_epochs(callback, model, final, data)
     assert across.chosen["epoch"] == 1 and across.candidates is final.candidates
     assert all(torch.equal(across.weights[name], w) for name, w in earlier.weights.items())
-    assert all(torch.equal(across.batch_norm[key], v) for key, v in earlier.batch_norm.items())
-    with chosen_network(model, earlier):
-        assert across.chosen["test_acc"] == accuracy(model, loader, data.transform)
+    assert earlier.state.keys() == across.state.keys() and \
+        any(key.startswith("head.") for key in across.state)
+    assert all(torch.equal(across.state[key], v) for key, v in earlier.state.items())
+    with chosen_network(model, across):
+        assert accuracy(model, loader, data.transform) == scored_then
+    assert across.chosen["test_acc"] == scored_then  # the test split is the same batch here
+    assert all(torch.equal(v, end_state[k]) for k, v in model.state_dict().items())
     final.chosen["val_acc"] = 1.0  # a tie: the end's
-    assert chosen_across_epochs(trainer, model, final, data) is final
+    assert chosen_across_epochs(callback, model, final, data) is final
+    assert chosen_across_epochs(SampledEvaluation(1, 2, 0, True, 1), model, final, data) is None
+
+    earlier_version = {"best_on_test": None, "best_on_val": {
+        "chosen": earlier.chosen, "weights": earlier.indices(model), "batch_norm": {}}}
+    callback.load_state_dict(earlier_version)
+    assert callback.best_on_val is None and callback.scored_from is None
+    callback.load_state_dict(SampledEvaluation.state_dict(
+        SimpleNamespace(best_on_test=None, best_on_val=earlier.packed(model), scored_from=1)))
+    assert callback.scored_from == 1 and "state" in callback.best_on_val
+

@@ -152,7 +152,8 @@ def final_lines(results: Results) -> str:
         lines.append(f"  chosen on validation across epochs (eval.choose_across_epochs): test "
                      f"{percent(results['test_error_chosen_across_epochs'])} (validation "
                      f"{percent(results['val_error_chosen_across_epochs'])}) at epoch "
-                     f"{results['epoch_chosen_across_epochs']}")
+                     f"{results['epoch_chosen_across_epochs']} of those scored from epoch "
+                     f"{results['chosen_across_epochs_from']}")
     if "test_error_chosen_on_test" in results:
         lines.append(f"  chosen on the test split, as the authors' code did (eval.score_test; not "
                      f"the reported network): test {percent(results['test_error_chosen_on_test'])}"

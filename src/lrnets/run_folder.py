@@ -75,8 +75,10 @@ class Results(TypedDict, total=False):
     test_error_chosen_on_test: float  # eval.score_test: the authors' protocol, the lowest test
     epoch_chosen_on_test: int         # error of any network scored at any epoch (not reported)
     val_error_chosen_across_epochs: float   # eval.every_n_epochs: the network best on validation
-    test_error_chosen_across_epochs: float  # over every scored epoch and the end (reported with
+    test_error_chosen_across_epochs: float  # over the epochs scored and the end (reported with
     epoch_chosen_across_epochs: int         # eval.choose_across_epochs)
+    chosen_across_epochs_from: int  # the first of those epochs (later after a resume from an
+                                    # earlier version's checkpoint, which did not keep it)
     ensemble_size: int          # eval.ensemble: sampled networks averaged (the cost: N networks)
     ensemble_test_error: float  # their averaged softmax's
     most_probable_val_error: float   # the most probable network, batch norm as trained

@@ -10,9 +10,9 @@ Each shipped cell holds what a user needs and nothing a run folder needs to cont
 Experiments (each a change to a shipped cell's run) are kept as records, not cells:
 ``results/experiments/<name>/<run>/`` holds a run's results.json, epochs.csv and .hydra/ and
 ``results/experiments/<name>/README.md`` their table (``scripts/compare_methods.py --record``).
-A kept run reads as its run folder does where results and configs are compared
-(``compare_methods``, ``--base`` included), so a record can be tabulated again, with runs
-added, after the run folders are gone.
+A kept run reads as its run folder does where results, curves and configs are compared or kept
+(``compare_methods``, ``--base`` and ``--record`` included), so a record can be tabulated
+again, with runs added, after the run folders are gone.
 
 ``lrnets-eval results/<dataset>/<mode>/export`` reproduces the shipped test error from those
 files alone, and ``lrnets.pretrained("<dataset>_<mode>")`` is the network as a plain module.
@@ -26,7 +26,8 @@ from torch import nn
 
 from lrnets.errors import ConfigError
 from lrnets.export.writer import export
-from lrnets.run_folder import CONFIG, DISCRETE, OVERRIDES, RESULTS, read_results, write_results
+from lrnets.run_folder import (CONFIG, DISCRETE, OVERRIDES, RESULTS, TENSORBOARD, read_results,
+                               write_results)
 from lrnets.training.epochs import write_epochs_csv
 
 SHIPPED = Path(__file__).resolve().parents[3] / "results"  # the checkout's results/
@@ -49,7 +50,10 @@ def ship_run(run_dir: Path, dest: Path, with_export: bool = True) -> Path:
     partial.mkdir(parents=True)
     try:
         write_results(partial, {k: v for k, v in results.items() if k != "paths"})  # no folders
-        write_epochs_csv(run_dir, partial / EPOCHS)
+        if (run_dir / EPOCHS).is_file() and not (run_dir / TENSORBOARD).is_dir():
+            shutil.copy2(run_dir / EPOCHS, partial / EPOCHS)  # a kept run: its curves as kept
+        else:
+            write_epochs_csv(run_dir, partial / EPOCHS)
         for kept in (CONFIG, OVERRIDES):
             if (run_dir / kept).is_file():
                 (partial / kept).parent.mkdir(exist_ok=True)

@@ -131,6 +131,7 @@ class SampledEvaluation(pl.Callback):
                            recalibration_batches=recalibration_batches)
         self.best_on_test: dict | None = None  # {"test_error": ..., "epoch": ...}
         self.best_on_val: dict | None = None   # Selection.packed, chosen["epoch"] its epoch
+        self.scored_from: int | None = None    # the first epoch best_on_val compared
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
@@ -143,6 +144,8 @@ class SampledEvaluation(pl.Callback):
                         reduce=lambda t: trainer.strategy.reduce(t, reduce_op="sum"))
         selection = select_discrete_network(module.model, data, **self.kwargs)
         selection.chosen["epoch"] = epoch
+        if self.scored_from is None:
+            self.scored_from = epoch
         if self.best_on_val is None or \
                 selection.chosen["val_acc"] > self.best_on_val["chosen"]["val_acc"]:
             self.best_on_val = selection.packed(module.model)
@@ -158,11 +161,17 @@ class SampledEvaluation(pl.Callback):
             self.best_on_test = lower_on_test(self.best_on_test, now)
 
     def state_dict(self) -> dict:
-        return {"best_on_test": self.best_on_test, "best_on_val": self.best_on_val}
+        return {"best_on_test": self.best_on_test, "best_on_val": self.best_on_val,
+                "scored_from": self.scored_from}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.best_on_test = state_dict.get("best_on_test")
-        self.best_on_val = state_dict.get("best_on_val")  # absent in earlier versions' checkpoints
+        # Earlier versions' checkpoints have no best_on_val, or one without the real-valued
+        # parameters ("batch_norm" in place of "state"): the choice across epochs then starts
+        # again at the first epoch scored after this resume (scored_from says which).
+        best = state_dict.get("best_on_val")
+        self.best_on_val = best if best is not None and "state" in best else None
+        self.scored_from = state_dict.get("scored_from") if self.best_on_val is not None else None
 
 
 def lowest_on_test(candidates: list[dict], recalibrated: bool, epoch: int) -> dict:

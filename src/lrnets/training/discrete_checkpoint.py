@@ -29,10 +29,11 @@ from lrnets.training.evaluation import Selection, discrete_layers
 
 
 def save_discrete_network(path: Path, model: Network, selection: Selection, meta: dict) -> None:
-    """The chosen network: integer weights (indices into the value set, int8), its batch-norm
-    statistics and every other parameter; loadable with ``torch.load(weights_only=True)``."""
+    """The chosen network: integer weights (indices into the value set, int8) and every other
+    tensor as it had them (``Selection.state``); loadable with
+    ``torch.load(weights_only=True)``."""
     layers = discrete_layers(model)
-    _save(path, model, layers, meta, batch_norm=selection.batch_norm,
+    _save(path, model, layers, meta, state=selection.state,
           weights=selection.indices(model),
           values={name: layer.distribution.values.tolist() for name, layer in layers.items()})
 
@@ -48,14 +49,14 @@ def save_quantized_network(path: Path, model: Network, meta: dict) -> None:
           **({"scales": scales} if scales else {}))
 
 
-def _save(path: Path, model: Network, layers: dict, meta: dict, batch_norm: dict | None = None,
+def _save(path: Path, model: Network, layers: dict, meta: dict, state: dict | None = None,
           **entries) -> None:
-    """``entries`` (weights, values, scales) with every other tensor of ``model`` (its batch
-    norms replaced by ``batch_norm``) and ``meta``."""
-    state = {k: v for k, v in model.state_dict().items()
-             if not any(k.startswith(f"{name}.") for name in layers)}
-    state.update(batch_norm or {})
-    torch.save({**entries, "state_dict": {k: v.cpu() for k, v in state.items()}, "meta": meta},
+    """``entries`` (weights, values, scales) with every other tensor of ``model`` (those of
+    ``state`` in their place: the chosen network's) and ``meta``."""
+    others = {k: v for k, v in model.state_dict().items()
+              if not any(k.startswith(f"{name}.") for name in layers)}
+    others.update(state or {})
+    torch.save({**entries, "state_dict": {k: v.cpu() for k, v in others.items()}, "meta": meta},
                path)
 
 

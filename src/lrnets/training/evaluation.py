@@ -60,6 +60,15 @@ def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+def real_state(model: nn.Module) -> dict[str, Tensor]:
+    """Copies of every tensor of ``model``'s state dict outside its discrete layers (batch-norm
+    statistics and affine parameters, the softmax layer, a full-precision first layer): with
+    the discrete weights, the whole of a discrete network."""
+    layers = discrete_layers(model)
+    return {key: value.detach().clone() for key, value in model.state_dict().items()
+            if not any(key.startswith(f"{name}.") for name in layers)}
+
+
 def batch_norm_state(model: nn.Module) -> dict[str, Tensor]:
     """Copies of every batch-norm running statistic, keyed as in the model's state dict."""
     names = {id(m): n for n, m in model.named_modules()}
@@ -136,10 +145,15 @@ def predictions(model: nn.Module, loader: Iterable, transform: nn.Module) -> Ten
 @contextmanager
 def chosen_network(model: nn.Module, selection: Selection) -> Iterator[None]:
     """Run ``model`` as the network ``select_discrete_network`` chose: its discrete weights and
-    batch-norm statistics (restored afterwards)."""
-    with fixed_weights(model, selection.weights), preserved_batch_norm(model):
-        model.load_state_dict(selection.batch_norm, strict=False)
-        yield
+    every other tensor as it had them (``Selection.state``; the model's own restored
+    afterwards)."""
+    saved = real_state(model)
+    with fixed_weights(model, selection.weights):
+        model.load_state_dict(selection.state, strict=False)
+        try:
+            yield
+        finally:
+            model.load_state_dict(saved, strict=False)
 
 
 @dataclass
@@ -155,12 +169,14 @@ class EvalData:
 
 @dataclass
 class Selection:
-    """Scores of every candidate and the chosen network (weights and batch-norm state)."""
+    """Scores of every candidate and the chosen network: its discrete weights and every other
+    tensor as it had them (``real_state``: the batch norm it was scored with, the real-valued
+    parameters of the epoch it was drawn at)."""
 
     candidates: list[dict] = field(default_factory=list)
     chosen: dict = field(default_factory=dict)
     weights: dict[str, Tensor] = field(default_factory=dict)
-    batch_norm: dict[str, Tensor] = field(default_factory=dict)
+    state: dict[str, Tensor] = field(default_factory=dict)
 
     def summary(self) -> dict:
         """Machine-readable scores: chosen, the most probable network and mean / std over the
@@ -184,9 +200,9 @@ class Selection:
 
     def packed(self, model: nn.Module) -> dict:
         """The choice as a checkpoint keeps it (plain tensors on the CPU): ``chosen``, the
-        weights as ``indices`` and the batch-norm state; ``unpacked`` restores it."""
+        weights as ``indices`` and the ``state``; ``unpacked`` restores it."""
         return {"chosen": dict(self.chosen), "weights": self.indices(model),
-                "batch_norm": {key: value.cpu() for key, value in self.batch_norm.items()}}
+                "state": {key: value.cpu() for key, value in self.state.items()}}
 
     @classmethod
     def unpacked(cls, packed: dict, model: nn.Module, candidates: list[dict]) -> Selection:
@@ -196,7 +212,7 @@ class Selection:
         weights = {name: layers[name].distribution.values[index.to(device).long()]
                    for name, index in packed["weights"].items()}
         return cls(candidates=candidates, chosen=dict(packed["chosen"]), weights=weights,
-                   batch_norm={key: value.to(device) for key, value in packed["batch_norm"].items()})
+                   state={key: value.to(device) for key, value in packed["state"].items()})
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -261,7 +277,7 @@ def select_discrete_network(model: nn.Module, data: EvalData, num_samples: int, 
                     "test_acc": scores.get(score_key("test", recalibrate_bn)),
                 }
                 selection.weights = weights
-                selection.batch_norm = batch_norm_state(model)
+                selection.state = real_state(model)
         selection.candidates.append(scores)
         if report is not None:
             report(scores)

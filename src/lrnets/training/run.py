@@ -227,15 +227,16 @@ def train(cfg: DictConfig) -> dict:
         selection = select_discrete_network(model, data, ev.num_samples, cfg.seed,
                                             ev.recalibrate_bn, ev.recalibration_batches, progress)
         selection.chosen["epoch"] = trainer.current_epoch
-        if (across := chosen_across_epochs(trainer, model, selection, data)) is not None:
-            results.update(across_epochs_figures(across.chosen))
+        scored = sampled_evaluation(trainer)
+        if (across := chosen_across_epochs(scored, model, selection, data)) is not None:
+            results.update(across_epochs_figures(across.chosen, scored.scored_from))
             if ev.choose_across_epochs:
                 selection = across
         summary = selection.summary()
         results.update(error_figures(summary))
         results["selection"] = summary
         results["chosen_by_rank"] = all_ranks(summary["chosen"]["name"], trainer)
-        results.update(chosen_on_test(cfg, trainer, summary["candidates"]))
+        results.update(chosen_on_test(cfg, trainer, scored, summary["candidates"]))
         if ev.ensemble:
             results["ensemble_size"] = ev.ensemble
             results["ensemble_test_error"] = 1 - ensemble_accuracy(
@@ -273,25 +274,29 @@ def train(cfg: DictConfig) -> dict:
     return results
 
 
-def chosen_on_test(cfg: DictConfig, trainer: pl.Trainer, candidates: list[dict]) -> Results:
+def sampled_evaluation(trainer: pl.Trainer) -> SampledEvaluation | None:
+    """The run's ``SampledEvaluation`` (``eval.every_n_epochs``); None without one."""
+    return next((c for c in trainer.callbacks if isinstance(c, SampledEvaluation)), None)
+
+
+def chosen_on_test(cfg: DictConfig, trainer: pl.Trainer, scored: SampledEvaluation | None,
+                   candidates: list[dict]) -> Results:
     """``eval.score_test``: the authors' protocol, the lowest test error of any network scored
-    during training (``SampledEvaluation``) or at the end (``candidates``), and its epoch (the
-    earlier on a tie); nothing without it."""
+    during training (``scored``) or at the end (``candidates``), and its epoch (the earlier on a
+    tie); nothing without it."""
     if not cfg.eval.score_test:
         return {}
-    scored = next((c for c in trainer.callbacks if isinstance(c, SampledEvaluation)), None)
     best = lower_on_test(scored.best_on_test if scored is not None else None,
                          lowest_on_test(candidates, cfg.eval.recalibrate_bn, trainer.current_epoch))
     return {"test_error_chosen_on_test": best["test_error"], "epoch_chosen_on_test": best["epoch"]}
 
 
-def chosen_across_epochs(trainer: pl.Trainer, model: nn.Module, final: Selection,
+def chosen_across_epochs(scored: SampledEvaluation | None, model: nn.Module, final: Selection,
                          data: EvalData) -> Selection | None:
     """The network best on validation among all candidates scored, during training
-    (``SampledEvaluation.best_on_val``, every ``eval.every_n_epochs``) and at the end
-    (``final``; it wins a tie), its test accuracy scored; None when no epoch was scored during
-    training. The authors' code chose across epochs too (on the test split)."""
-    scored = next((c for c in trainer.callbacks if isinstance(c, SampledEvaluation)), None)
+    (``scored.best_on_val``, every ``eval.every_n_epochs``) and at the end (``final``; it wins
+    a tie), its test accuracy scored; None when no epoch was scored during training. The
+    authors' code chose across epochs too (on the test split)."""
     if scored is None or scored.best_on_val is None:
         return None
     if scored.best_on_val["chosen"]["val_acc"] <= final.chosen["val_acc"]:
@@ -302,11 +307,13 @@ def chosen_across_epochs(trainer: pl.Trainer, model: nn.Module, final: Selection
     return across
 
 
-def across_epochs_figures(chosen: dict) -> Results:
-    """The results file's figures of the network ``chosen_across_epochs`` returns."""
+def across_epochs_figures(chosen: dict, scored_from: int) -> Results:
+    """The results file's figures of the network ``chosen_across_epochs`` returns, chosen among
+    the epochs from ``scored_from`` on."""
     return {"val_error_chosen_across_epochs": 1 - chosen["val_acc"],
             "test_error_chosen_across_epochs": 1 - chosen["test_acc"],
-            "epoch_chosen_across_epochs": chosen["epoch"]}
+            "epoch_chosen_across_epochs": chosen["epoch"],
+            "chosen_across_epochs_from": scored_from}
 
 
 def _record_stop(err: BaseException, trainer: pl.Trainer, cfg: DictConfig, out: Path) -> None:
