@@ -20,6 +20,7 @@ from lrnets.paper.shipping import EPOCHS, EXPORT, SHIPPED, ship_run, shipped_cel
 from lrnets.paper.tables import TABLE1, build_rows, ship_table
 from lrnets.run_folder import CONFIG
 from tests.conftest import REPO, SHARED_DATA, compose_config, train_as_cli
+from tests.test_figures import load_script
 
 DATA = os.environ.get("LRNETS_DATA") or str(SHARED_DATA)
 
@@ -224,3 +225,20 @@ def test_every_shipped_network_reproduces_its_test_error(export):
         pytest.skip(f"no MNIST under {DATA}")
     checks = evaluate_export(export, DATA, 1000, "cpu", True, with_numpy=True)
     assert all(check.ok for check in checks), [check.text for check in checks]
+
+
+RECORDS = sorted(p.parent for p in (SHIPPED / "experiments").glob("*/README.md"))
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=[p.name for p in RECORDS])
+def test_every_record_is_the_table_of_the_runs_it_keeps(record):
+    """``results/experiments/<name>/README.md`` is what ``compare_methods`` tabulates from the
+    record's kept runs today (its base run the row that says so): a change to the table or
+    to the results a run keeps shows here, not in a stale record."""
+    table = [line for line in (record / "README.md").read_text().splitlines()
+             if line.startswith("|")]
+    base = next(line.split(" | ")[0][2:] for line in table if "(the base run)" in line)
+    script = load_script("compare_methods")
+    runs = script.collect(record)
+    assert script.markdown_table(runs, script.settings(record / base), record / base) == \
+        "\n".join(table)
