@@ -306,4 +306,3 @@ def test_a_network_kept_from_an_earlier_epoch_is_restored_and_scored(smoke_confi
     callback.load_state_dict(SampledEvaluation.state_dict(
         SimpleNamespace(best_on_test=None, best_on_val=earlier.packed(model), scored_from=1)))
     assert callback.scored_from == 1 and "state" in callback.best_on_val
-

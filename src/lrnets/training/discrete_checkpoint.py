@@ -25,7 +25,7 @@ from lrnets.errors import ConfigError, reason
 from lrnets.models.architectures import Network
 from lrnets.nn.quantized_layers import quantized_layers
 from lrnets.run_folder import DISCRETE
-from lrnets.training.evaluation import Selection, discrete_layers
+from lrnets.training.evaluation import Selection, discrete_layers, real_state
 
 
 def save_discrete_network(path: Path, model: Network, selection: Selection, meta: dict) -> None:
@@ -33,8 +33,7 @@ def save_discrete_network(path: Path, model: Network, selection: Selection, meta
     tensor as it had them (``Selection.state``); loadable with
     ``torch.load(weights_only=True)``."""
     layers = discrete_layers(model)
-    _save(path, model, layers, meta, state=selection.state,
-          weights=selection.indices(model),
+    _save(path, selection.state, meta, weights=selection.indices(model),
           values={name: layer.distribution.values.tolist() for name, layer in layers.items()})
 
 
@@ -44,19 +43,16 @@ def save_quantized_network(path: Path, model: Network, meta: dict) -> None:
     layers = quantized_layers(model)
     forms = {name: layer.discrete_form() for name, layer in layers.items()}
     scales = {name: scale for name, (_, scale) in forms.items() if scale is not None}
-    _save(path, model, layers, meta, weights={name: codes for name, (codes, _) in forms.items()},
+    _save(path, real_state(model, layers), meta,
+          weights={name: codes for name, (codes, _) in forms.items()},
           values={name: list(layer.quantizer.levels) for name, layer in layers.items()},
           **({"scales": scales} if scales else {}))
 
 
-def _save(path: Path, model: Network, layers: dict, meta: dict, state: dict | None = None,
-          **entries) -> None:
-    """``entries`` (weights, values, scales) with every other tensor of ``model`` (those of
-    ``state`` in their place: the chosen network's) and ``meta``."""
-    others = {k: v for k, v in model.state_dict().items()
-              if not any(k.startswith(f"{name}.") for name in layers)}
-    others.update(state or {})
-    torch.save({**entries, "state_dict": {k: v.cpu() for k, v in others.items()}, "meta": meta},
+def _save(path: Path, state: dict, meta: dict, **entries) -> None:
+    """``entries`` (weights, values, scales) with every other tensor of the network (``state``,
+    ``real_state``) and ``meta``."""
+    torch.save({**entries, "state_dict": {k: v.cpu() for k, v in state.items()}, "meta": meta},
                path)
 
 

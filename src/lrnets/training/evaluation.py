@@ -60,11 +60,12 @@ def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def real_state(model: nn.Module) -> dict[str, Tensor]:
-    """Copies of every tensor of ``model``'s state dict outside its discrete layers (batch-norm
-    statistics and affine parameters, the softmax layer, a full-precision first layer): with
-    the discrete weights, the whole of a discrete network."""
-    layers = discrete_layers(model)
+def real_state(model: nn.Module, layers: dict[str, nn.Module] | None = None) -> dict[str, Tensor]:
+    """Copies of every tensor of ``model``'s state dict outside its discrete layers (``layers``,
+    by default ``discrete_layers``): batch-norm statistics and affine parameters, the softmax
+    layer, a full-precision first layer; with the discrete weights, the whole of a discrete
+    network."""
+    layers = discrete_layers(model) if layers is None else layers
     return {key: value.detach().clone() for key, value in model.state_dict().items()
             if not any(key.startswith(f"{name}.") for name in layers)}
 
