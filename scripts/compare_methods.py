@@ -6,7 +6,9 @@
 Columns: the run (its folder below the one named), the error of the reported network (the
 chosen sample for sampled methods, the one network for straight-through ones), its validation
 error, the mode network's and the samples' test errors where the method samples, the
-multiplications the discrete layers need when the run states them, and the wall time. Where a
+multiplications the discrete layers need when the run states them, and the training time (the
+summed epoch times of all its sessions, ``lrnets.training.epochs.training_seconds``; a run
+without curves: its results' wall time, that of its last session). Where a
 run has them: the ensemble's test error (``eval.ensemble``), that of the network chosen on
 validation across epochs (``eval.every_n_epochs``) and of the network chosen on the test split
 across epochs (``eval.score_test``, the authors' protocol). Errors use the batch-norm
@@ -51,27 +53,29 @@ from lrnets.console import percent, spread
 from lrnets.decisive import decisive_config
 from lrnets.errors import ConfigError
 from lrnets.paper.shipping import EXPERIMENTS, SHIPPED, ship_run
+from lrnets.training.epochs import training_seconds
 from lrnets.run_folder import (CONFIG, RESULTS, Results, most_probable_error, read_config,
                                read_results)
 
 COLUMNS = ["run", "dataset", "mode", "epochs", "test error", "val error",
            "most probable network test error", "samples test error (mean ± std)",
-           "multiplications", "wall time"]
+           "multiplications", "training time"]
 Run = tuple[str, Path, Results]  # (label, folder, results)
 
 
-def row(label: str, results: Results) -> list[str]:
-    """One table row from a run's results.json (without the optional columns); a run that has
+def row(label: str, folder: Path, results: Results) -> list[str]:
+    """One table row from the run in ``folder`` (without the optional columns); a run that has
     not completed is named so in its test error's place."""
     recalibrated = bool(results.get("recalibrated_bn"))
     status = results.get("status", "completed")
     test = percent(results.get("test_error")) if status == "completed" else status
-    wall = results.get("wall_time_s")
+    seconds = training_seconds(folder)
+    seconds = results.get("wall_time_s") if seconds is None else seconds
     return [label, results.get("dataset", "—"), results.get("mode", "—"),
             str(results.get("epochs", "—")), test, percent(results.get("val_error")),
             percent(most_probable_error(results, "test", recalibrated)),
             spread(results, "test", recalibrated),
-            results.get("multiplications", "—"), "—" if wall is None else f"{wall:.0f} s"]
+            results.get("multiplications", "—"), "—" if seconds is None else f"{seconds:.0f} s"]
 
 
 def ensemble_error(results: Results) -> str:
@@ -143,7 +147,7 @@ def markdown_table(runs: list[Run], base: dict[str, object] | None = None,
     columns = COLUMNS + list(optional) + ([] if base is None else ["changes from the base run"])
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for label, folder, results in runs:
-        cells = row(label, results) + [cell(results) for cell in optional.values()]
+        cells = row(label, folder, results) + [cell(results) for cell in optional.values()]
         if base is not None:
             cells.append("(the base run)" if folder.resolve() == base_folder.resolve()
                          else changes(settings(folder), base))

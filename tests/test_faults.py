@@ -12,6 +12,7 @@ import torch
 
 from lrnets.errors import ConfigError, RunStopped
 from lrnets.seeding import EpochShuffledSampler
+from lrnets.training.epochs import epoch_rows, training_seconds
 from lrnets.training.module import LRNetModule
 from lrnets.training.resume import decisive_config
 from lrnets.training.run import train
@@ -161,6 +162,7 @@ def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_results(tmp_path, smo
     run_dir = tmp_path / "killed"
     proc = _start(run_dir)
     _wait_for_first_epoch(proc, run_dir)
+    time.sleep(1)  # past epoch 2's start (an epoch here takes several seconds)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
@@ -170,6 +172,10 @@ def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_results(tmp_path, smo
     whole = train(smoke_config(*DETERMINISTIC, *LONG_EPOCHS, run="whole"))
     assert comparable(resumed) == comparable(whole)
     assert_same_network(run_dir, tmp_path / "whole")
+    # Its training time counts the killed process's epoch too: every epoch once.
+    times = [row["epoch_time_s"] for row in epoch_rows(run_dir)]
+    assert resumed["epochs_timed"] == 2 and len(times) == 3 and None not in times
+    assert training_seconds(run_dir) == pytest.approx(sum(times))
 
 
 @pytest.mark.slow

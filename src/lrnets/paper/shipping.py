@@ -28,10 +28,10 @@ from lrnets.errors import ConfigError
 from lrnets.export.writer import export
 from lrnets.run_folder import (CONFIG, DISCRETE, OVERRIDES, RESULTS, TENSORBOARD, read_results,
                                write_results)
-from lrnets.training.epochs import write_epochs_csv
+from lrnets.training.epochs import EPOCHS, training_seconds, write_epochs_csv
 
 SHIPPED = Path(__file__).resolve().parents[3] / "results"  # the checkout's results/
-EXPORT, EPOCHS = "export", "epochs.csv"
+EXPORT = "export"
 EXPERIMENTS = "experiments"  # results/experiments/<name>/: scripts/compare_methods.py --record
 
 
@@ -94,12 +94,9 @@ def pretrained(name: str, root: Path | str = SHIPPED) -> nn.Module:
 
 
 def training_hours(cell: Path) -> float | None:
-    """The shipped cell's training time: the sum of its epochs' times (validation included)."""
-    import csv
-
-    with (cell / EPOCHS).open() as f:
-        times = [float(row["epoch_time_s"]) for row in csv.DictReader(f) if row["epoch_time_s"]]
-    return sum(times) / 3600 if times else None
+    """The shipped cell's training time in hours (``training_seconds``)."""
+    seconds = training_seconds(cell)
+    return None if seconds is None else seconds / 3600
 
 
 def machine() -> str:

@@ -1,5 +1,5 @@
-"""Lightning callbacks that log what belongs to the discrete layers (Appendix B, Fig. 3), and the
-epoch timer."""
+"""Lightning callbacks that log what belongs to the discrete layers (Appendix B, Fig. 3), the
+epoch timer and the flush of the TensorBoard events at every epoch."""
 from __future__ import annotations
 
 import statistics
@@ -13,8 +13,9 @@ from torchvision.utils import make_grid
 from lrnets.nn.layers import DiscreteConv2d
 from lrnets.run_folder import score_key, selection_key
 from lrnets.training.distributed import rank_shard
-from lrnets.training.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights, fixed_weights,
-                               recalibrate_batch_norm, select_discrete_network)
+from lrnets.training.evaluation import (EvalData, batch_norms, discrete_layers, draw_weights,
+                                        fixed_weights, recalibrate_batch_norm,
+                                        select_discrete_network)
 from lrnets.training.summary import layer_names
 
 
@@ -37,6 +38,17 @@ class EpochTimer(pl.Callback):
         """``epoch_time_s`` (the median) and ``epochs_timed`` for results.json."""
         median = round(statistics.median(self.seconds), 2) if self.seconds else None
         return {"epoch_time_s": median, "epochs_timed": len(self.seconds)}
+
+
+class FlushEvents(pl.Callback):
+    """Writes the TensorBoard events out at the start of every epoch, when everything of the
+    epoch before is logged: a process killed in an epoch then leaves the curves of every epoch
+    its ``last.ckpt`` holds, which the writer would otherwise keep in memory for up to two
+    minutes (``lrnets.training.epochs`` reads them, the run's training time included)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.logger is not None:
+            trainer.logger.experiment.flush()
 
 
 class DistributionMonitor(pl.Callback):

@@ -7,7 +7,8 @@ most probable one scored on the validation split, on the epochs of ``eval.every_
 earlier versions logged the latter as ``val/acc_mode``), ``test_error_sampled_best`` (the best
 of them on the test split, with ``eval.score_test``), ``entropy_<layer>`` (mean entropy
 of each discrete layer's weights), ``lr`` (the first parameter group's) and ``epoch_time_s``.
-Epochs a resumed run trained again count once, with their last values.
+Epochs a resumed run trained again count once, with their last values. A kept run (a record's,
+a shipped cell's) holds the CSV without its events.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ _ACCURACIES = {"val/acc": "val_error", "val/acc_sampled_best": "val_error_sample
                "val/acc_mode": "val_error_most_probable",  # an earlier version's tag
                "test/acc_sampled_best": "test_error_sampled_best"}  # eval.score_test
 _VALUES = {"time/epoch_s": "epoch_time_s"}
+EPOCHS = "epochs.csv"  # in a kept run's folder
 
 
 def epoch_rows(run_dir: Path) -> list[dict[str, float | int | None]]:
@@ -85,3 +87,19 @@ def write_epochs_csv(run_dir: Path, path: Path) -> Path:
             writer.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, float) else v)
                              for k, v in row.items()})
     return path
+
+
+def training_seconds(run_dir: Path) -> float | None:
+    """The run's training time: the sum of its epochs' times (validation included), of every
+    session of a resumed run, from its events or a kept run's CSV; None without either."""
+    run_dir = Path(run_dir)
+    if any((run_dir / TENSORBOARD).glob("events.out.tfevents.*")):
+        times = [row["epoch_time_s"] for row in epoch_rows(run_dir)]
+    elif (run_dir / EPOCHS).is_file():
+        with (run_dir / EPOCHS).open() as f:
+            times = [float(row["epoch_time_s"]) for row in csv.DictReader(f)
+                     if row.get("epoch_time_s")]
+    else:
+        return None
+    times = [t for t in times if t is not None]
+    return sum(times) if times else None

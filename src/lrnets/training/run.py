@@ -36,7 +36,8 @@ from lrnets.run_folder import (CHECKPOINTS, DISCRETE, INTERRUPTED, LAST, NETWORK
 from lrnets.schema import validate
 from lrnets.seeding import EpochSeed
 from lrnets.training.callbacks import (BatchNormReestimation, DistributionMonitor, EpochTimer,
-                                      SampledEvaluation, lower_on_test, lowest_on_test)
+                                      FlushEvents, SampledEvaluation, lower_on_test,
+                                      lowest_on_test)
 from lrnets.training.cpu_memory import keep_freed_memory
 from lrnets.training.discrete_checkpoint import (discrete_meta, save_discrete_network,
                                         save_quantized_network)
@@ -150,7 +151,7 @@ def build_trainer(cfg: DictConfig, out: Path, discrete: bool) -> pl.Trainer:
         LastCheckpoint(dirpath=out / LAST.parent, filename=LAST.stem, enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
         EpochSeed(cfg.seed), RecordConfig(cfg), FiniteLoss(), InterruptCheckpoint(out / INTERRUPTED),
-        EpochTimer(),
+        EpochTimer(), FlushEvents(),
     ]
     if discrete:
         callbacks.append(DistributionMonitor())
