@@ -53,9 +53,9 @@ from lrnets.console import percent, spread
 from lrnets.decisive import decisive_config
 from lrnets.errors import ConfigError
 from lrnets.paper.shipping import EXPERIMENTS, SHIPPED, ship_run
-from lrnets.training.epochs import training_seconds
 from lrnets.run_folder import (CONFIG, RESULTS, Results, most_probable_error, read_config,
                                read_results)
+from lrnets.training.epochs import training_seconds
 
 COLUMNS = ["run", "dataset", "mode", "epochs", "test error", "val error",
            "most probable network test error", "samples test error (mean ± std)",

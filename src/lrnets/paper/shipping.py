@@ -26,9 +26,9 @@ from torch import nn
 
 from lrnets.errors import ConfigError
 from lrnets.export.writer import export
-from lrnets.run_folder import (CONFIG, DISCRETE, OVERRIDES, RESULTS, TENSORBOARD, read_results,
+from lrnets.run_folder import (CONFIG, DISCRETE, OVERRIDES, RESULTS, read_results,
                                write_results)
-from lrnets.training.epochs import EPOCHS, training_seconds, write_epochs_csv
+from lrnets.training.epochs import EPOCHS, has_events, training_seconds, write_epochs_csv
 
 SHIPPED = Path(__file__).resolve().parents[3] / "results"  # the checkout's results/
 EXPORT = "export"
@@ -50,7 +50,7 @@ def ship_run(run_dir: Path, dest: Path, with_export: bool = True) -> Path:
     partial.mkdir(parents=True)
     try:
         write_results(partial, {k: v for k, v in results.items() if k != "paths"})  # no folders
-        if (run_dir / EPOCHS).is_file() and not (run_dir / TENSORBOARD).is_dir():
+        if (run_dir / EPOCHS).is_file() and not has_events(run_dir):
             shutil.copy2(run_dir / EPOCHS, partial / EPOCHS)  # a kept run: its curves as kept
         else:
             write_epochs_csv(run_dir, partial / EPOCHS)

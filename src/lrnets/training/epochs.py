@@ -30,12 +30,17 @@ _VALUES = {"time/epoch_s": "epoch_time_s"}
 EPOCHS = "epochs.csv"  # in a kept run's folder
 
 
+def has_events(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds TensorBoard events (a kept run has its CSV instead)."""
+    return any((Path(run_dir) / TENSORBOARD).glob("events.out.tfevents.*"))
+
+
 def epoch_rows(run_dir: Path) -> list[dict[str, float | int | None]]:
     """The per-epoch rows of the run in ``run_dir`` (its ``tensorboard/`` events)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = Path(run_dir) / TENSORBOARD
-    if not any(events.glob("events.out.tfevents.*")):
+    if not has_events(run_dir):
         raise ConfigError(f"{run_dir} is not a run folder with TensorBoard events: there is no "
                           f"{events}/events.out.tfevents.* (train.py writes them).")
     scalars: dict[str, dict[int, float]] = defaultdict(dict)
@@ -93,7 +98,7 @@ def training_seconds(run_dir: Path) -> float | None:
     """The run's training time: the sum of its epochs' times (validation included), of every
     session of a resumed run, from its events or a kept run's CSV; None without either."""
     run_dir = Path(run_dir)
-    if any((run_dir / TENSORBOARD).glob("events.out.tfevents.*")):
+    if has_events(run_dir):
         times = [row["epoch_time_s"] for row in epoch_rows(run_dir)]
     elif (run_dir / EPOCHS).is_file():
         with (run_dir / EPOCHS).open() as f:
